@@ -1,0 +1,20 @@
+//! mullama's streaming core.
+//!
+//! Everything between "the model produced token id N" and "the consumer received text":
+//! configuration, the bounded token channel, incremental UTF-8-safe detokenization,
+//! stop-sequence scanning, events and statistics, and the tokenizer. This crate knows
+//! nothing about Python or Node; the bindings only convert types and errors.
+
+pub mod config;
+pub mod detokenizer;
+pub mod error;
+pub mod event;
+pub mod stop;
+pub mod stream;
+
+pub use config::StreamConfig;
+pub use detokenizer::{IncrementalDecoder, PieceTable, TokenPieces};
+pub use error::CoreError;
+pub use event::{FinishReason, StreamStats, TokenEvent};
+pub use stop::StopScanner;
+pub use stream::{token_stream, NextWithin, PushOutcome, TokenConsumer, TokenProducer, TryNext};

@@ -1,0 +1,13 @@
+//! `mullama._core`: a thin PyO3 layer over `mullama-core`. It converts types and errors and
+//! releases the GIL around every blocking wait; all behaviour lives in the core crate.
+
+use pyo3::prelude::*;
+
+mod errors;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    errors::register(m)?;
+    Ok(())
+}

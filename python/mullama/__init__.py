@@ -1,0 +1,23 @@
+"""mullama: streaming token generation with a Rust core and MLX models."""
+
+from mullama._core import (
+    ConfigError,
+    ContextLengthError,
+    GenerationError,
+    ModelLoadError,
+    MullamaError,
+    StreamTimeoutError,
+    TokenizerError,
+    __version__,
+)
+
+__all__ = [
+    "ConfigError",
+    "ContextLengthError",
+    "GenerationError",
+    "ModelLoadError",
+    "MullamaError",
+    "StreamTimeoutError",
+    "TokenizerError",
+    "__version__",
+]
