@@ -1,7 +1,5 @@
 //! Incremental detokenization: token ids -> byte pieces -> only complete UTF-8 is released.
 
-use crate::error::Result;
-
 /// Maps a token id to the bytes it contributes to the text. Implemented by the tokenizer
 /// and by `PieceTable` (an explicit list, for tests and synthetic producers).
 pub trait TokenPieces: Send + Sync {
@@ -34,8 +32,13 @@ impl TokenPieces for PieceTable {
 
 /// Releases only complete UTF-8; invalid bytes become U+FFFD exactly where
 /// `String::from_utf8_lossy` over the whole byte stream would put them.
+///
+/// This holds because std's decoder decides about a byte sequence from its own bytes only:
+/// an invalid sequence (`error_len` is Some) is invalid whatever follows, and a sequence cut
+/// off by the end of the input (`error_len` is None) is kept until more bytes decide it.
 #[derive(Debug, Default)]
 pub struct IncrementalDecoder {
+    /// At most 3 bytes: the start of a character whose remaining bytes have not arrived.
     pending: Vec<u8>,
 }
 
@@ -43,19 +46,106 @@ impl IncrementalDecoder {
     pub fn new() -> Self {
         Self::default()
     }
+
     /// Appends `bytes`; writes the newly complete text to `out`.
     pub fn push(&mut self, bytes: &[u8], out: &mut String) {
-        let _ = (bytes, out, &self.pending);
-        todo!()
+        if self.pending.is_empty() {
+            let consumed = decode_complete(bytes, out);
+            self.pending.extend_from_slice(&bytes[consumed..]);
+        } else {
+            // Reuses the pending buffer's allocation: no allocation per token.
+            self.pending.extend_from_slice(bytes);
+            let consumed = decode_complete(&self.pending, out);
+            self.pending.drain(..consumed);
+        }
     }
+
     /// End of input: an incomplete tail becomes U+FFFD.
     pub fn finish(&mut self, out: &mut String) {
-        let _ = out;
-        todo!()
+        if !self.pending.is_empty() {
+            out.push_str(&String::from_utf8_lossy(&self.pending));
+            self.pending.clear();
+        }
+    }
+
+    /// True while bytes of an unfinished character are held back.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 }
 
-#[allow(dead_code)]
-fn _unused() -> Result<()> {
-    Ok(())
+/// Decodes the longest prefix of `bytes` whose meaning cannot change when more bytes follow;
+/// returns its length. What is left is the start of a possibly valid character.
+fn decode_complete(mut bytes: &[u8], out: &mut String) -> usize {
+    let total = bytes.len();
+    loop {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                out.push_str(text);
+                return total;
+            }
+            Err(error) => {
+                let (valid, rest) = bytes.split_at(error.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                match error.error_len() {
+                    Some(invalid_len) => {
+                        out.push(char::REPLACEMENT_CHARACTER);
+                        bytes = &rest[invalid_len..];
+                    }
+                    None => return total - rest.len(),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_split(chunks: &[&[u8]]) -> (Vec<String>, String) {
+        let mut decoder = IncrementalDecoder::new();
+        let mut released = Vec::new();
+        for chunk in chunks {
+            let mut out = String::new();
+            decoder.push(chunk, &mut out);
+            released.push(out);
+        }
+        let mut tail = String::new();
+        decoder.finish(&mut tail);
+        (released, tail)
+    }
+
+    #[test]
+    fn split_character_is_released_whole() {
+        let crab = "\u{1F980}".as_bytes();
+        let (released, tail) = decode_split(&[&crab[..1], &crab[1..3], &crab[3..]]);
+        assert_eq!(released, ["", "", "\u{1F980}"]);
+        assert_eq!(tail, "");
+    }
+
+    #[test]
+    fn invalid_bytes_match_from_utf8_lossy() {
+        let bytes: &[u8] = b"a\xF0\x9F\xA6b\xFF\xC3";
+        let (released, tail) = decode_split(&[&bytes[..2], &bytes[2..5], &bytes[5..]]);
+        let streamed = released.concat() + &tail;
+        assert_eq!(streamed, String::from_utf8_lossy(bytes));
+        assert_eq!(released, ["a", "\u{FFFD}b", "\u{FFFD}"]);
+        assert_eq!(tail, "\u{FFFD}");
+    }
+
+    #[test]
+    fn unfinished_tail_at_finish_becomes_one_replacement() {
+        let (released, tail) = decode_split(&[b"ok\xE2\x82"]);
+        assert_eq!(released, ["ok"]);
+        assert_eq!(tail, "\u{FFFD}");
+    }
+
+    #[test]
+    fn piece_table_looks_up_ids() {
+        let table = PieceTable::new(vec![b"a".to_vec(), b"bc".to_vec()]);
+        assert_eq!(table.piece(1), Some(&b"bc"[..]));
+        assert_eq!(table.piece(2), None);
+        assert_eq!(table.vocab_size(), 2);
+    }
 }

@@ -4,22 +4,61 @@
 //! the producer to stop once the consumer is gone or cancelled, a stop sequence matched,
 //! max_tokens was reached or the deadline passed. The consumer's `next` blocks until an
 //! event, the end, or the deadline; `try_next` plus a waker serve async facades.
+//!
+//! Locking: the producer's own work (detokenizing, stop scanning) happens under the
+//! producer's private lock; the shared channel lock is only held to move events and change
+//! the stream's state. Wakers are always called after the channel lock is released.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::config::StreamConfig;
-use crate::detokenizer::TokenPieces;
-use crate::error::Result;
+use crate::detokenizer::{IncrementalDecoder, TokenPieces};
+use crate::error::{CoreError, Result};
 use crate::event::{FinishReason, StreamStats, TokenEvent};
+use crate::stop::StopScanner;
+
+/// The message a consumer receives when the producer is dropped mid-stream.
+pub const PRODUCER_DROPPED: &str = "producer ended without finishing the stream";
 
 /// Creates a stream; validates `config` first.
 pub fn token_stream(
     config: &StreamConfig,
     pieces: Arc<dyn TokenPieces>,
 ) -> Result<(TokenProducer, TokenConsumer)> {
-    let _ = (config, pieces);
-    todo!()
+    config.validate()?;
+    let created = Instant::now();
+    let deadline = match config.timeout_ms {
+        0 => None,
+        // A deadline beyond what Instant can represent is no deadline.
+        ms => created.checked_add(Duration::from_millis(ms)),
+    };
+    let shared = Arc::new(Shared {
+        channel: Mutex::new(Channel::default()),
+        readable: Condvar::new(),
+        writable: Condvar::new(),
+        ended_signal: Condvar::new(),
+        capacity: config.buffer_size,
+        created,
+        deadline,
+        timeout_ms: config.timeout_ms,
+        end_code: AtomicU8::new(NOT_ENDED),
+        counters: StatsCounters::default(),
+    });
+    let producer = TokenProducer {
+        shared: Arc::clone(&shared),
+        pieces,
+        stops: config.stop_sequences.clone(),
+        max_tokens: config.max_tokens,
+        work: Mutex::new(ProducerWork {
+            decoder: IncrementalDecoder::new(),
+            scanner: StopScanner::new(&config.stop_sequences, config.include_stop),
+            decoded: String::new(),
+        }),
+    };
+    Ok((producer, TokenConsumer { shared }))
 }
 
 /// What `push` tells the producer.
@@ -49,19 +88,343 @@ pub enum NextWithin {
     End,
 }
 
-pub struct TokenProducer {}
+/// Result of the batch reads `try_next_batch` and `next_batch_within`.
+#[derive(Debug)]
+pub enum Batch {
+    /// One or more events, oldest first.
+    Events(Vec<TokenEvent>),
+    /// Nothing ready: for `try_next_batch` the waker is armed, for `next_batch_within` the
+    /// wait elapsed (the deadline has not passed yet).
+    Empty,
+    /// The stream ended and every event was delivered.
+    End,
+}
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+const NOT_ENDED: u8 = 0;
+
+fn reason_code(reason: FinishReason) -> u8 {
+    match reason {
+        FinishReason::Stop => 1,
+        FinishReason::Length => 2,
+        FinishReason::Timeout => 3,
+        FinishReason::Cancelled => 4,
+        FinishReason::Error => 5,
+    }
+}
+
+fn reason_from_code(code: u8) -> Option<FinishReason> {
+    match code {
+        1 => Some(FinishReason::Stop),
+        2 => Some(FinishReason::Length),
+        3 => Some(FinishReason::Timeout),
+        4 => Some(FinishReason::Cancelled),
+        5 => Some(FinishReason::Error),
+        _ => None,
+    }
+}
+
+/// A panic elsewhere must not turn every later call into a panic: the channel's state is
+/// updated in single steps, so it stays consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn wait_on<'a, T>(
+    condvar: &Condvar,
+    guard: MutexGuard<'a, T>,
+    until: Option<Instant>,
+) -> MutexGuard<'a, T> {
+    match until {
+        None => condvar.wait(guard).unwrap_or_else(PoisonError::into_inner),
+        Some(until) => {
+            let timeout = until.saturating_duration_since(Instant::now());
+            condvar
+                .wait_timeout(guard, timeout)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+fn call(waker: Option<Waker>) {
+    if let Some(waker) = waker {
+        waker();
+    }
+}
+
+struct Shared {
+    channel: Mutex<Channel>,
+    /// Consumers wait here for an event or the end.
+    readable: Condvar,
+    /// A push waits here for room, the consumer leaving, or the end.
+    writable: Condvar,
+    /// `wait_for` sleeps here.
+    ended_signal: Condvar,
+    capacity: usize,
+    created: Instant,
+    deadline: Option<Instant>,
+    timeout_ms: u64,
+    /// The end reason's code once the stream ended (NOT_ENDED before), readable without
+    /// the lock so a push can bail out cheaply.
+    end_code: AtomicU8,
+    counters: StatsCounters,
+}
+
+#[derive(Default)]
+struct Channel {
+    events: VecDeque<TokenEvent>,
+    end: Option<FinishReason>,
+    /// Delivered once, after the buffered events (fail, deadline).
+    end_error: Option<CoreError>,
+    waker: Option<Waker>,
+    waker_armed: bool,
+    // Waiter counts let the hot path skip condvar notifications (a syscall) nobody needs.
+    readers_waiting: usize,
+    writers_waiting: usize,
+    end_waiters: usize,
+}
+
+impl Channel {
+    fn take_waker_if_armed(&mut self) -> Option<Waker> {
+        if self.waker_armed && self.waker.is_some() {
+            self.waker_armed = false;
+            self.waker.clone()
+        } else {
+            None
+        }
+    }
+}
+
+/// Stream statistics kept as atomics so stats() never waits for the producer.
+struct StatsCounters {
+    prompt_tokens: AtomicUsize,
+    generation_tokens: AtomicUsize,
+    /// Nanoseconds from creation; u64::MAX = not yet.
+    first_token_ns: AtomicU64,
+    /// Nanoseconds from creation to the end, freezing the timing stats; u64::MAX = running.
+    ended_ns: AtomicU64,
+    peak_memory_bytes: AtomicU64,
+}
+
+impl Default for StatsCounters {
+    fn default() -> Self {
+        Self {
+            prompt_tokens: AtomicUsize::new(0),
+            generation_tokens: AtomicUsize::new(0),
+            first_token_ns: AtomicU64::new(u64::MAX),
+            ended_ns: AtomicU64::new(u64::MAX),
+            peak_memory_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
+const NANOS_PER_SECOND: f64 = 1e9;
+
+impl Shared {
+    fn nanos_since_creation(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.created).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Counts a generated token; returns how many have been generated.
+    fn record_token(&self, now: Instant) -> usize {
+        let at = self.nanos_since_creation(now);
+        let counters = &self.counters;
+        let _ = counters.first_token_ns.compare_exchange(
+            u64::MAX,
+            at,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        counters.generation_tokens.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    fn stats_at(&self, now: Instant) -> StreamStats {
+        let counters = &self.counters;
+        let now_ns = self
+            .nanos_since_creation(now)
+            .min(counters.ended_ns.load(Ordering::Relaxed));
+        let elapsed_s = now_ns as f64 / NANOS_PER_SECOND;
+        let prompt_tokens = counters.prompt_tokens.load(Ordering::Relaxed);
+        let generation_tokens = counters.generation_tokens.load(Ordering::Relaxed);
+        let first_ns = counters.first_token_ns.load(Ordering::Relaxed);
+        let time_to_first_token_s = (first_ns != u64::MAX).then(|| first_ns as f64 / NANOS_PER_SECOND);
+        let prompt_tps = match time_to_first_token_s {
+            Some(ttft) if ttft > 0.0 => prompt_tokens as f64 / ttft,
+            _ => 0.0,
+        };
+        let generation_tps = match time_to_first_token_s {
+            Some(ttft) if generation_tokens > 1 && elapsed_s > ttft => {
+                (generation_tokens - 1) as f64 / (elapsed_s - ttft)
+            }
+            _ => 0.0,
+        };
+        StreamStats {
+            prompt_tokens,
+            prompt_tps,
+            generation_tokens,
+            generation_tps,
+            time_to_first_token_s,
+            elapsed_s,
+            peak_memory_bytes: counters.peak_memory_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn deadline_passed(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
+    }
+
+    fn ended(&self) -> Option<FinishReason> {
+        reason_from_code(self.end_code.load(Ordering::Acquire))
+    }
+
+    /// Ends the stream once (later calls are no-ops); returns the waker to call after
+    /// unlocking.
+    fn end_locked(
+        &self,
+        channel: &mut Channel,
+        reason: FinishReason,
+        error: Option<CoreError>,
+    ) -> Option<Waker> {
+        if channel.end.is_some() {
+            return None;
+        }
+        channel.end = Some(reason);
+        channel.end_error = error;
+        let at = self.nanos_since_creation(Instant::now());
+        self.counters.ended_ns.store(at, Ordering::Relaxed);
+        self.end_code.store(reason_code(reason), Ordering::Release);
+        self.readable.notify_all();
+        self.writable.notify_all();
+        if channel.end_waiters > 0 {
+            self.ended_signal.notify_all();
+        }
+        channel.take_waker_if_armed()
+    }
+
+    /// Ends the stream as timed out if its deadline has passed and it has not ended.
+    fn expire_locked(&self, channel: &mut Channel, now: Instant) -> Option<Waker> {
+        if channel.end.is_none() && self.deadline_passed(now) {
+            let error = CoreError::StreamTimeout {
+                timeout_ms: self.timeout_ms,
+            };
+            self.end_locked(channel, FinishReason::Timeout, Some(error))
+        } else {
+            None
+        }
+    }
+
+    fn end(&self, reason: FinishReason, error: Option<CoreError>) {
+        let waker = self.end_locked(&mut lock(&self.channel), reason, error);
+        call(waker);
+    }
+
+    /// Why the producer should stop, if it should; marks a passed deadline as the end.
+    fn stop_reason(&self, now: Instant) -> Option<FinishReason> {
+        if let Some(reason) = self.ended() {
+            return Some(reason);
+        }
+        if !self.deadline_passed(now) {
+            return None;
+        }
+        let mut channel = lock(&self.channel);
+        let waker = self.expire_locked(&mut channel, now);
+        let reason = channel.end;
+        drop(channel);
+        call(waker);
+        reason
+    }
+
+    /// Enqueues an event; a terminal event (Some(reason)) never waits for room and ends the
+    /// stream. Otherwise waits while full, but not past the deadline.
+    fn send(&self, event: TokenEvent, terminal: Option<FinishReason>, mut now: Instant) -> PushOutcome {
+        let mut channel = lock(&self.channel);
+        loop {
+            if let Some(reason) = channel.end {
+                return PushOutcome::Stop(reason);
+            }
+            if self.deadline_passed(now) {
+                let waker = self.expire_locked(&mut channel, now);
+                drop(channel);
+                call(waker);
+                return PushOutcome::Stop(FinishReason::Timeout);
+            }
+            if terminal.is_some() || channel.events.len() < self.capacity {
+                break;
+            }
+            channel.writers_waiting += 1;
+            channel = wait_on(&self.writable, channel, self.deadline);
+            channel.writers_waiting -= 1;
+            now = Instant::now();
+        }
+        channel.events.push_back(event);
+        let waker = match terminal {
+            Some(reason) => self.end_locked(&mut channel, reason, None),
+            None => {
+                if channel.readers_waiting > 0 {
+                    self.readable.notify_one();
+                }
+                channel.take_waker_if_armed()
+            }
+        };
+        drop(channel);
+        call(waker);
+        terminal.map_or(PushOutcome::Continue, PushOutcome::Stop)
+    }
+}
+
+/// The producer's private state: only the pushing thread touches it.
+struct ProducerWork {
+    decoder: IncrementalDecoder,
+    scanner: StopScanner,
+    /// Reused scratch for the decoder's output.
+    decoded: String,
+}
+
+impl ProducerWork {
+    /// Flushes the decoder's and the scanner's withheld text into `text`; returns the stop
+    /// that matched, if one did.
+    fn flush(&mut self, text: &mut String) -> Option<usize> {
+        self.decoded.clear();
+        self.decoder.finish(&mut self.decoded);
+        self.scanner
+            .push(&self.decoded, text)
+            .or_else(|| self.scanner.finish(text))
+    }
+}
+
+pub struct TokenProducer {
+    shared: Arc<Shared>,
+    pieces: Arc<dyn TokenPieces>,
+    stops: Vec<String>,
+    max_tokens: usize,
+    work: Mutex<ProducerWork>,
+}
 
 impl TokenProducer {
     /// Number of prompt tokens, for stats; call before the first push.
     pub fn set_prompt_tokens(&self, n: usize) {
-        let _ = n;
-        todo!()
+        self.shared.counters.prompt_tokens.store(n, Ordering::Relaxed);
     }
+
     /// Producer-reported peak memory, carried in later events' stats.
     pub fn set_peak_memory(&self, bytes: u64) {
-        let _ = bytes;
-        todo!()
+        self.shared
+            .counters
+            .peak_memory_bytes
+            .store(bytes, Ordering::Relaxed);
     }
+
     /// Detokenizes `token`, scans stops, enqueues an event; blocks while the buffer is full
     /// (never past the deadline). Err for a token id outside the vocabulary (the stream is
     /// then failed too).
@@ -71,64 +434,311 @@ impl TokenProducer {
         logprob: Option<f32>,
         top_logprobs: Vec<(u32, f32)>,
     ) -> Result<PushOutcome> {
-        let _ = (token, logprob, top_logprobs);
-        todo!()
+        let mut work = lock(&self.work);
+        let now = Instant::now();
+        if let Some(reason) = self.shared.stop_reason(now) {
+            return Ok(PushOutcome::Stop(reason));
+        }
+        let Some(piece) = self.pieces.piece(token) else {
+            let message = format!(
+                "token id {token} is outside the vocabulary (size {})",
+                self.pieces.vocab_size()
+            );
+            self.fail(message.clone());
+            return Err(CoreError::Generation { message });
+        };
+        let generated = self.shared.record_token(now);
+
+        let work = &mut *work;
+        work.decoded.clear();
+        work.decoder.push(piece, &mut work.decoded);
+        let mut text = String::new();
+        let mut matched = work.scanner.push(&work.decoded, &mut text);
+        let terminal = if matched.is_some() {
+            Some(FinishReason::Stop)
+        } else if generated >= self.max_tokens {
+            matched = work.flush(&mut text);
+            Some(if matched.is_some() {
+                FinishReason::Stop
+            } else {
+                FinishReason::Length
+            })
+        } else {
+            None
+        };
+        let event = TokenEvent {
+            text,
+            token: Some(token),
+            logprob,
+            top_logprobs,
+            stats: self.shared.stats_at(now),
+            finish_reason: terminal,
+            stop_sequence: matched.map(|index| self.stops[index].clone()),
+        };
+        Ok(self.shared.send(event, terminal, now))
     }
+
     /// Ends the stream normally (reason Stop for end-of-sequence, or Length): flushes the
     /// withheld text into a closing event that carries `token` (e.g. the EOS id, whose own
     /// text is not emitted). No-op if the stream already ended. Never blocks.
+    ///
+    /// A `token` counts as generated in the stats. If the flushed text completes a stop
+    /// sequence, the reason becomes Stop. After the deadline the stream ends as timed out
+    /// instead.
     pub fn finish(&self, reason: FinishReason, token: Option<u32>) {
-        let _ = (reason, token);
-        todo!()
+        let mut work = lock(&self.work);
+        let now = Instant::now();
+        if self.shared.stop_reason(now).is_some() {
+            return;
+        }
+        if token.is_some() {
+            self.shared.record_token(now);
+        }
+        let mut text = String::new();
+        let matched = work.flush(&mut text);
+        let reason = if matched.is_some() {
+            FinishReason::Stop
+        } else {
+            reason
+        };
+        let event = TokenEvent {
+            text,
+            token,
+            logprob: None,
+            top_logprobs: Vec::new(),
+            stats: self.shared.stats_at(now),
+            finish_reason: Some(reason),
+            stop_sequence: matched.map(|index| self.stops[index].clone()),
+        };
+        self.shared.send(event, Some(reason), now);
     }
+
     /// Ends the stream with an error the consumer receives as CoreError::Generation.
     pub fn fail(&self, message: String) {
-        let _ = message;
-        todo!()
+        let error = CoreError::Generation { message };
+        self.shared.end(FinishReason::Error, Some(error));
     }
+
     /// Some(reason) once the producer should stop (consumer gone, deadline, ...). Non-blocking.
     pub fn stop_reason(&self) -> Option<FinishReason> {
-        todo!()
+        self.shared.stop_reason(Instant::now())
     }
+
     /// Sleeps up to `d`, waking early if the stream ends; returns stop_reason().
     pub fn wait_for(&self, d: Duration) -> Option<FinishReason> {
-        let _ = d;
-        todo!()
+        let until = Instant::now().checked_add(d);
+        let wake_at = earliest(until, self.shared.deadline);
+        let mut channel = lock(&self.shared.channel);
+        while channel.end.is_none() {
+            if wake_at.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
+            channel.end_waiters += 1;
+            channel = wait_on(&self.shared.ended_signal, channel, wake_at);
+            channel.end_waiters -= 1;
+        }
+        drop(channel);
+        self.stop_reason()
     }
 }
 
-pub struct TokenConsumer {}
+impl Drop for TokenProducer {
+    fn drop(&mut self) {
+        if self.shared.ended().is_none() {
+            self.fail(PRODUCER_DROPPED.to_string());
+        }
+    }
+}
+
+/// How long a read may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Until an event, the end or the deadline.
+    Blocking,
+    /// Also gives up at this instant (returns Idle).
+    Until(Instant),
+    /// Not at all; arms the waker when nothing is ready.
+    NoWait,
+}
+
+enum Received<T> {
+    Ready(T),
+    Idle,
+    End,
+}
+
+pub struct TokenConsumer {
+    shared: Arc<Shared>,
+}
 
 impl TokenConsumer {
     /// Blocks until an event (Some), the end (None), or the deadline (CoreError::StreamTimeout).
+    ///
+    /// A producer failure or the deadline is reported once, after every buffered event;
+    /// later calls return Ok(None).
     pub fn next(&self) -> Result<Option<TokenEvent>> {
-        todo!()
+        Ok(match self.receive(Wait::Blocking, pop_one)? {
+            Received::Ready(event) => Some(event),
+            Received::Idle | Received::End => None,
+        })
     }
+
     /// Like `next` but waits at most `max_wait`.
     pub fn next_within(&self, max_wait: Duration) -> Result<NextWithin> {
-        let _ = max_wait;
-        todo!()
+        Ok(match self.receive(Self::wait_up_to(max_wait), pop_one)? {
+            Received::Ready(event) => NextWithin::Event(event),
+            Received::Idle => NextWithin::Pending,
+            Received::End => NextWithin::End,
+        })
     }
+
     /// Never blocks. On Empty the waker is armed and will be called once.
     pub fn try_next(&self) -> Result<TryNext> {
-        todo!()
+        Ok(match self.receive(Wait::NoWait, pop_one)? {
+            Received::Ready(event) => TryNext::Event(event),
+            Received::Idle => TryNext::Empty,
+            Received::End => TryNext::End,
+        })
     }
+
+    /// Like `next`, but takes up to `max` (at least 1) ready events under one lock.
+    pub fn next_batch(&self, max: usize) -> Result<Option<Vec<TokenEvent>>> {
+        Ok(match self.receive(Wait::Blocking, |events| drain(events, max))? {
+            Received::Ready(events) => Some(events),
+            Received::Idle | Received::End => None,
+        })
+    }
+
+    /// Like `next_within`, but takes up to `max` (at least 1) ready events under one lock.
+    pub fn next_batch_within(&self, max_wait: Duration, max: usize) -> Result<Batch> {
+        let wait = Self::wait_up_to(max_wait);
+        Ok(Self::batch(self.receive(wait, |events| drain(events, max))?))
+    }
+
+    /// Like `try_next`, but takes up to `max` (at least 1) ready events under one lock.
+    pub fn try_next_batch(&self, max: usize) -> Result<Batch> {
+        Ok(Self::batch(self.receive(Wait::NoWait, |events| drain(events, max))?))
+    }
+
     /// Called (outside any lock, from the producer's thread) when an event or the end
-    /// arrives while a `try_next` returned Empty.
+    /// arrives while a `try_next` returned Empty. If something already arrived since that
+    /// Empty, it is called right away.
     pub fn set_waker(&self, waker: Arc<dyn Fn() + Send + Sync>) {
-        let _ = waker;
-        todo!()
+        let mut channel = lock(&self.shared.channel);
+        channel.waker = Some(waker);
+        let ready = !channel.events.is_empty() || channel.end.is_some();
+        let waker = if ready { channel.take_waker_if_armed() } else { None };
+        drop(channel);
+        call(waker);
     }
+
     /// Closes the stream from the consumer side: the producer's next push returns
     /// Stop(Cancelled) and a blocked push wakes. Dropping the consumer does the same.
+    /// Buffered events are discarded; `next` then returns Ok(None).
     pub fn cancel(&self) {
-        todo!()
+        let mut channel = lock(&self.shared.channel);
+        let discarded = std::mem::take(&mut channel.events);
+        let waker = self
+            .shared
+            .end_locked(&mut channel, FinishReason::Cancelled, None);
+        channel.end_error = None;
+        drop(channel);
+        drop(discarded);
+        call(waker);
     }
+
     pub fn finish_reason(&self) -> Option<FinishReason> {
-        todo!()
+        let mut channel = lock(&self.shared.channel);
+        let waker = self.shared.expire_locked(&mut channel, Instant::now());
+        let reason = channel.end;
+        drop(channel);
+        call(waker);
+        reason
     }
-    /// Latest statistics.
+
+    /// Latest statistics (frozen once the stream ended).
     pub fn stats(&self) -> StreamStats {
-        todo!()
+        self.shared.stats_at(Instant::now())
+    }
+
+    /// Time left until the stream's deadline (zero once passed); None without a deadline.
+    /// Async facades use it to wake themselves for the timeout, since a stalled producer
+    /// never calls the waker.
+    pub fn time_left(&self) -> Option<Duration> {
+        let deadline = self.shared.deadline?;
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    fn wait_up_to(max_wait: Duration) -> Wait {
+        match Instant::now().checked_add(max_wait) {
+            Some(until) => Wait::Until(until),
+            None => Wait::Blocking,
+        }
+    }
+
+    fn batch(received: Received<Vec<TokenEvent>>) -> Batch {
+        match received {
+            Received::Ready(events) => Batch::Events(events),
+            Received::Idle => Batch::Empty,
+            Received::End => Batch::End,
+        }
+    }
+
+    fn receive<T>(
+        &self,
+        wait: Wait,
+        take: impl FnOnce(&mut VecDeque<TokenEvent>) -> T,
+    ) -> Result<Received<T>> {
+        let shared = &*self.shared;
+        let mut channel = lock(&shared.channel);
+        loop {
+            if !channel.events.is_empty() {
+                let taken = take(&mut channel.events);
+                if channel.writers_waiting > 0 {
+                    shared.writable.notify_one();
+                }
+                return Ok(Received::Ready(taken));
+            }
+            let now = Instant::now();
+            let waker = shared.expire_locked(&mut channel, now);
+            if channel.end.is_some() {
+                let error = channel.end_error.take();
+                drop(channel);
+                call(waker);
+                return match error {
+                    Some(error) => Err(error),
+                    None => Ok(Received::End),
+                };
+            }
+            let give_up_at = match wait {
+                Wait::Blocking => None,
+                Wait::Until(until) if now >= until => return Ok(Received::Idle),
+                Wait::Until(until) => Some(until),
+                Wait::NoWait => {
+                    channel.waker_armed = true;
+                    return Ok(Received::Idle);
+                }
+            };
+            channel.readers_waiting += 1;
+            channel = wait_on(&shared.readable, channel, earliest(give_up_at, shared.deadline));
+            channel.readers_waiting -= 1;
+        }
+    }
+}
+
+fn pop_one(events: &mut VecDeque<TokenEvent>) -> TokenEvent {
+    events
+        .pop_front()
+        .expect("receive only takes from a non-empty queue")
+}
+
+fn drain(events: &mut VecDeque<TokenEvent>, max: usize) -> Vec<TokenEvent> {
+    let count = events.len().min(max.max(1));
+    events.drain(..count).collect()
+}
+
+impl Drop for TokenConsumer {
+    fn drop(&mut self) {
+        self.cancel();
     }
 }
