@@ -17,4 +17,6 @@ pub use detokenizer::{IncrementalDecoder, PieceTable, TokenPieces};
 pub use error::CoreError;
 pub use event::{FinishReason, StreamStats, TokenEvent};
 pub use stop::StopScanner;
-pub use stream::{token_stream, NextWithin, PushOutcome, TokenConsumer, TokenProducer, TryNext};
+pub use stream::{
+    token_stream, Batch, NextWithin, PushOutcome, TokenConsumer, TokenProducer, TryNext,
+};
