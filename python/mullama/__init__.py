@@ -6,8 +6,11 @@ from mullama._core import (
     GenerationError,
     ModelLoadError,
     MullamaError,
+    StreamConfig,
     StreamTimeoutError,
+    Token,
     TokenizerError,
+    TokenStream,
     __version__,
 )
 
@@ -17,7 +20,10 @@ __all__ = [
     "GenerationError",
     "ModelLoadError",
     "MullamaError",
+    "StreamConfig",
     "StreamTimeoutError",
+    "Token",
+    "TokenStream",
     "TokenizerError",
     "__version__",
 ]

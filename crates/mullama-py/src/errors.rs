@@ -2,7 +2,7 @@
 
 use mullama_core::CoreError;
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyBaseException, PyException};
 use pyo3::prelude::*;
 
 create_exception!(mullama, MullamaError, PyException, "Base class of every mullama error.");
@@ -49,4 +49,25 @@ pub fn to_py_err(err: CoreError) -> PyErr {
         CoreError::ModelLoad { .. } => ModelLoadError::new_err(message),
         CoreError::Tokenizer { .. } => TokenizerError::new_err(message),
     }
+}
+
+/// A value from Python that cannot even be converted to the core's field type (wrong type,
+/// negative, too large) is reported exactly like a value the core rejects.
+pub fn config_error(field: &'static str, value: String, reason: impl Into<String>) -> PyErr {
+    to_py_err(CoreError::Config {
+        field,
+        value,
+        reason: reason.into(),
+    })
+}
+
+/// Converts a core error raised to the consumer; a producer failure carries the producer's
+/// original Python exception (if it gave one) as `__cause__`, set before the error is raised.
+pub fn consumer_error(py: Python<'_>, err: CoreError, cause: Option<Py<PyBaseException>>) -> PyErr {
+    let is_generation = matches!(err, CoreError::Generation { .. });
+    let py_err = to_py_err(err);
+    if let (true, Some(cause)) = (is_generation, cause) {
+        py_err.set_cause(py, Some(PyErr::from_value(cause.into_bound(py).into_any())));
+    }
+    py_err
 }

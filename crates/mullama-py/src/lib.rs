@@ -3,11 +3,16 @@
 
 use pyo3::prelude::*;
 
+mod config;
 mod errors;
+mod stream;
+mod token;
+mod vocab;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    stream::register(m)?;
     Ok(())
 }

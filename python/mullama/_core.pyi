@@ -1,0 +1,184 @@
+# Hand-written stubs for the Rust extension mullama._core (crates/mullama-py).
+# tests/test_stubs.py checks these names against the runtime module in both directions.
+
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import Literal
+
+from typing_extensions import Self
+
+__version__: str
+
+_FinishReason = Literal["stop", "length", "timeout", "cancelled", "error"]
+
+# ---------------------------------------------------------------- errors
+
+class MullamaError(Exception):
+    """Base class of every mullama error."""
+
+class ConfigError(MullamaError):
+    """A configuration value is invalid."""
+
+    field: str
+    value: str
+
+class StreamTimeoutError(MullamaError):
+    """The stream's deadline (timeout_ms) passed."""
+
+    timeout_ms: int
+
+class GenerationError(MullamaError):
+    """The producer failed; its original exception (if any) is ``__cause__``."""
+
+class ModelLoadError(MullamaError): ...
+class TokenizerError(MullamaError): ...
+class ContextLengthError(MullamaError): ...
+
+# ---------------------------------------------------------------- config
+
+class StreamConfig:
+    """Sampling and streaming parameters; every assignment is validated (ConfigError)."""
+
+    def __init__(
+        self,
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.8,
+        top_k: int = 40,
+        top_p: float = 0.9,
+        min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
+        seed: int | None = None,
+        stop_sequences: str | Iterable[str] = (),
+        include_stop: bool = False,
+        buffer_size: int = 64,
+        timeout_ms: int = 30000,
+    ) -> None: ...
+    max_tokens: int
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+    seed: int | None
+    @property
+    def stop_sequences(self) -> list[str]: ...
+    @stop_sequences.setter
+    def stop_sequences(self, value: str | Iterable[str]) -> None: ...
+    include_stop: bool
+    buffer_size: int
+    timeout_ms: int
+    def replace(
+        self,
+        *,
+        max_tokens: int = ...,
+        temperature: float = ...,
+        top_k: int = ...,
+        top_p: float = ...,
+        min_p: float = ...,
+        repeat_penalty: float = ...,
+        seed: int | None = ...,
+        stop_sequences: str | Iterable[str] = ...,
+        include_stop: bool = ...,
+        buffer_size: int = ...,
+        timeout_ms: int = ...,
+    ) -> StreamConfig: ...
+    def to_dict(self) -> dict[str, object]: ...
+    def __eq__(self, other: object) -> bool: ...
+
+# ---------------------------------------------------------------- events
+
+class Token:
+    """One stream event (immutable)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def token(self) -> int | None: ...
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def logprob(self) -> float | None: ...
+    @property
+    def top_logprobs(self) -> list[tuple[int, float]]: ...
+    @property
+    def finish_reason(self) -> _FinishReason | None: ...
+    @property
+    def stop_sequence(self) -> str | None: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def prompt_tps(self) -> float: ...
+    @property
+    def generation_tokens(self) -> int: ...
+    @property
+    def generation_tps(self) -> float: ...
+    @property
+    def time_to_first_token(self) -> float | None: ...
+    @property
+    def elapsed(self) -> float: ...
+    @property
+    def peak_memory(self) -> float: ...
+
+# ---------------------------------------------------------------- vocabularies
+
+class PieceTable:
+    """Token id i -> pieces[i]; a vocabulary for tests and synthetic producers."""
+
+    def __init__(self, pieces: Iterable[bytes | bytearray]) -> None: ...
+    def __len__(self) -> int: ...
+    def piece(self, id: int) -> bytes | None: ...
+
+# TODO(tokenizer): add `class Tokenizer` here once crates/mullama-py/src/tokenizer.rs lands.
+
+# ---------------------------------------------------------------- the stream
+
+class TokenProducer:
+    """The push side of a stream; every method may be called from any thread."""
+
+    def set_prompt_tokens(self, n: int) -> None: ...
+    def set_peak_memory(self, bytes: int) -> None: ...
+    def push(
+        self,
+        token: int,
+        logprob: float | None = None,
+        top_logprobs: Sequence[tuple[int, float]] | None = None,
+    ) -> bool: ...
+    def finish(self, reason: Literal["stop", "length"] = "stop", token: int | None = None) -> None: ...
+    def fail(self, exc: BaseException) -> None: ...
+    @property
+    def stop_reason(self) -> _FinishReason | None: ...
+    def wait(self, seconds: float) -> bool: ...
+
+class TokenStream:
+    """The consumer side: iterate to receive Token events."""
+
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> Token: ...
+    def try_next(self) -> Token | None: ...
+    def set_wakeup_fd(self, fd: int) -> None: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+    @property
+    def finish_reason(self) -> _FinishReason | None: ...
+    @property
+    def stop_sequence(self) -> str | None: ...
+    @property
+    def stats(self) -> dict[str, float | int | None]: ...
+    @property
+    def tokens_generated(self) -> int: ...
+    def tokens_per_second(self) -> float: ...
+    def time_left(self) -> float | None: ...
+
+def open_stream(
+    config: StreamConfig | None, vocab: PieceTable
+) -> tuple[TokenProducer, TokenStream]: ...
+def spawn_piece_producer(
+    pieces: Sequence[bytes], config: StreamConfig | None = None, delay_s: float = 0.0
+) -> TokenStream: ...

@@ -1,0 +1,24 @@
+"""Helpers for tests and benchmarks: streams fed by synthetic producers through the real core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mullama._core import StreamConfig, TokenStream, spawn_piece_producer
+
+__all__ = ["stream_from_pieces"]
+
+
+def stream_from_pieces(
+    pieces: Sequence[bytes],
+    config: StreamConfig | None = None,
+    delay_s: float = 0.0,
+) -> TokenStream:
+    """A stream of one token per piece (token id i is ``pieces[i]``).
+
+    A Rust thread pushes the tokens in order without holding the GIL, waiting ``delay_s``
+    seconds before each, then finishes with reason ``"stop"`` unless the stream already
+    ended (a stop sequence matched, max_tokens, timeout). The thread exits as soon as the
+    stream is closed or dropped, and ``close()`` waits for it.
+    """
+    return spawn_piece_producer(list(pieces), config, delay_s)
