@@ -1,0 +1,67 @@
+"""API errors and how each API family spells them on the wire.
+
+OpenAI routes answer `{"error": {"message", "type", "param", "code"}}`; Ollama routes answer
+`{"error": "message"}` (what the ollama SDK turns into `ResponseError`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+from mullama import ConfigError, ContextLengthError, MullamaError, TokenizerError
+
+
+class APIError(Exception):
+    """A request the server refuses, with the HTTP status to answer."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+    def openai_body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def ollama_body(self) -> dict[str, Any]:
+        return {"error": self.message}
+
+
+def bad_param(param: str, message: str) -> APIError:
+    return APIError(400, message, param=param, code="invalid_value")
+
+
+def from_mullama_error(exc: MullamaError) -> APIError:
+    """The API error for a mullama exception raised while starting a generation."""
+    if isinstance(exc, ContextLengthError):
+        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, (ConfigError, TokenizerError)):
+        return APIError(400, str(exc), code="invalid_value")
+    return APIError(500, f"generation failed: {exc}", type="server_error", code="internal_error")
+
+
+def openai_error_response(err: APIError) -> JSONResponse:
+    return JSONResponse(err.openai_body(), status_code=err.status)
+
+
+def ollama_error_response(err: APIError) -> JSONResponse:
+    return JSONResponse(err.ollama_body(), status_code=err.status)
