@@ -1,0 +1,423 @@
+//! The tokenizer: text <-> token ids, reproducing llama.cpp's tokenization exactly.
+//!
+//! llama.cpp's `src/llama-vocab.cpp` and `src/unicode.cpp` are the reference. Encoding a
+//! text runs: special-token partitioning (`special`), then per text fragment the
+//! pre-tokenizer named by `tokenizer.ggml.pre` (`pretokenize`), GPT-2 byte-level spelling
+//! (`byte_level`) and rank-ordered BPE merges (`bpe`). Decoding concatenates each
+//! token's raw bytes, precomputed at construction so `piece(id)` is O(1) for streaming.
+//!
+//! Pieces follow llama.cpp's `token_to_piece`: by default (`TokenPieces::piece`, like
+//! `special = false`) control and unknown tokens render as nothing, so `<|im_end|>` never
+//! leaks into streamed text; `piece_with_special` / `SpecialPieces` render their text.
+//!
+//! Sources: a GGUF file's `tokenizer.ggml.*` metadata (`from_gguf`) or a Hugging Face
+//! `tokenizer.json` (+ `tokenizer_config.json`) (`from_hf_json`).
+
+mod bpe;
+mod byte_level;
+mod hf_json;
+mod pretokenize;
+mod special;
+mod unicode;
+mod vocab_source;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::detokenizer::TokenPieces;
+use crate::error::{CoreError, Result};
+use crate::gguf::GgufMetadata;
+
+pub use pretokenize::PreTokenizer;
+pub use vocab_source::VocabSource;
+
+use bpe::BpeModel;
+use byte_level::ByteLevel;
+use special::{Fragment, SpecialTokens};
+
+/// A token's role, from `tokenizer.ggml.token_type` (same codes as llama.cpp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Undefined,
+    Normal,
+    Unknown,
+    /// Special tokens such as `<|im_end|>`: parsed from text only with parse_special.
+    Control,
+    /// Added tokens that are always matched as a whole, even in plain text.
+    UserDefined,
+    Unused,
+    /// SentencePiece byte-fallback tokens `<0xNN>`.
+    Byte,
+}
+
+impl TokenKind {
+    pub fn from_code(code: i64) -> Self {
+        match code {
+            1 => Self::Normal,
+            2 => Self::Unknown,
+            3 => Self::Control,
+            4 => Self::UserDefined,
+            5 => Self::Unused,
+            6 => Self::Byte,
+            _ => Self::Undefined,
+        }
+    }
+}
+
+/// Token texts that end generation in llama.cpp (matched by text, as it does).
+const END_OF_GENERATION_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+];
+
+/// Token texts llama.cpp takes as end-of-turn when the file names none, in preference
+/// order (llama.cpp's pick among several is hash-order dependent; this one is fixed).
+const END_OF_TURN_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+];
+
+/// A ready tokenizer. Cheap to share (`Arc<Tokenizer>`); all methods take `&self`.
+pub struct Tokenizer {
+    bpe: BpeModel,
+    pre: PreTokenizer,
+    byte_level: ByteLevel,
+    texts: Vec<String>,
+    kinds: Vec<TokenKind>,
+    specials: SpecialTokens,
+    /// All token pieces back to back; token i is `piece_bytes[piece_ends[i-1]..piece_ends[i]]`.
+    piece_bytes: Vec<u8>,
+    piece_ends: Vec<usize>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    eot: Option<u32>,
+    end_of_generation: Vec<u32>,
+    add_bos: bool,
+    add_eos: bool,
+    chat_template: Option<String>,
+    pre_name: String,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("vocab_size", &self.texts.len())
+            .field("pre", &self.pre_name)
+            .field("bos", &self.bos)
+            .field("eos", &self.eos)
+            .field("eot", &self.eot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tokenizer {
+    /// Loads the tokenizer of the GGUF model at `path` (reads metadata only).
+    pub fn from_gguf_path(path: impl AsRef<Path>) -> Result<Self> {
+        let meta = GgufMetadata::from_path(path.as_ref())?;
+        Self::from_gguf(&meta).map_err(|e| match e {
+            CoreError::Tokenizer { message } => CoreError::Tokenizer {
+                message: format!("{}: {message}", path.as_ref().display()),
+            },
+            other => other,
+        })
+    }
+
+    /// Builds the tokenizer described by GGUF metadata.
+    pub fn from_gguf(meta: &GgufMetadata) -> Result<Self> {
+        Self::from_source(VocabSource::from_gguf(meta)?)
+    }
+
+    /// Loads a Hugging Face tokenizer: `path` is a `tokenizer.json` file or a folder
+    /// holding one (a `tokenizer_config.json` beside it supplies BOS/EOS and the template).
+    pub fn from_hf_json(path: impl AsRef<Path>) -> Result<Self> {
+        Self::from_source(hf_json::load(path.as_ref())?)
+    }
+
+    /// Builds a tokenizer from an explicit vocabulary description.
+    pub fn from_source(src: VocabSource) -> Result<Self> {
+        let err = |message: String| CoreError::Tokenizer { message };
+        if src.model != "gpt2" {
+            return Err(err(format!(
+                "tokenizer model {:?} is not supported (only byte-level BPE, \"gpt2\")",
+                src.model
+            )));
+        }
+        let pre = PreTokenizer::from_gguf_name(&src.pre)
+            .ok_or_else(|| err(format!("pre-tokenizer {:?} is not supported", src.pre)))?;
+        let n = src.tokens.len();
+        if n == 0 {
+            return Err(err("the vocabulary is empty".into()));
+        }
+        if n > u32::MAX as usize / 2 {
+            return Err(err(format!("vocabulary of {n} tokens is too large")));
+        }
+        if src.kinds.len() != n {
+            return Err(err(format!(
+                "{} token types for {n} tokens",
+                src.kinds.len()
+            )));
+        }
+        let check_id = |name: &str, id: Option<u32>| match id {
+            Some(i) if i as usize >= n => Err(err(format!(
+                "{name} token id {i} is outside the vocabulary of {n}"
+            ))),
+            _ => Ok(id),
+        };
+        let bos = check_id("BOS", src.bos)?;
+        let eos = check_id("EOS", src.eos)?;
+        let mut eot = check_id("EOT", src.eot)?;
+        let eom = check_id("EOM", src.eom)?;
+
+        let mut token_index = std::collections::HashMap::with_capacity(n);
+        for (id, text) in src.tokens.iter().enumerate() {
+            token_index.insert(text.clone(), id as u32);
+        }
+        let mut kinds = src.kinds;
+        if eot.is_none() {
+            eot = END_OF_TURN_TEXTS
+                .iter()
+                .find_map(|t| token_index.get(*t).copied());
+        }
+        let ended_by_text: Vec<u32> = END_OF_GENERATION_TEXTS
+            .iter()
+            .filter_map(|t| token_index.get(*t).copied())
+            .collect();
+        // llama.cpp promotes tokens it recognises by text as end-of-turn/generation to
+        // control tokens, so they are parsed as specials and hidden like them.
+        for &id in ended_by_text.iter().chain(eot.iter()) {
+            kinds[id as usize] = TokenKind::Control;
+        }
+        let mut end_of_generation = ended_by_text;
+        end_of_generation.extend([eos, eot, eom].into_iter().flatten());
+        end_of_generation.sort_unstable();
+        end_of_generation.dedup();
+
+        let bpe = BpeModel::new(&token_index, &src.merges)?;
+        let byte_level = ByteLevel::new();
+        let specials = SpecialTokens::new(
+            (0..n)
+                .filter_map(|id| match kinds[id] {
+                    TokenKind::Control | TokenKind::Unknown => {
+                        Some((id as u32, src.tokens[id].clone(), true))
+                    }
+                    TokenKind::UserDefined => Some((id as u32, src.tokens[id].clone(), false)),
+                    _ => None,
+                })
+                .collect(),
+        );
+
+        let mut piece_bytes = Vec::with_capacity(n * 6);
+        let mut piece_ends = Vec::with_capacity(n);
+        for (text, &kind) in src.tokens.iter().zip(&kinds) {
+            match kind {
+                TokenKind::Normal => piece_bytes.extend(byte_level.decode(text)),
+                TokenKind::UserDefined | TokenKind::Byte => {
+                    piece_bytes.extend_from_slice(text.as_bytes())
+                }
+                // Rendered only on request (`piece_with_special`), as in llama.cpp.
+                TokenKind::Control | TokenKind::Unknown => {}
+                TokenKind::Unused | TokenKind::Undefined => {}
+            }
+            piece_ends.push(piece_bytes.len());
+        }
+
+        Ok(Self {
+            bpe,
+            pre,
+            byte_level,
+            texts: src.tokens,
+            kinds,
+            specials,
+            piece_bytes,
+            piece_ends,
+            bos,
+            eos,
+            eot,
+            end_of_generation,
+            add_bos: src.add_bos.unwrap_or(false) && bos.is_some(),
+            add_eos: src.add_eos.unwrap_or(false) && eos.is_some(),
+            chat_template: src.chat_template,
+            pre_name: src.pre,
+        })
+    }
+
+    /// Token ids of `text`. `add_special` prepends BOS / appends EOS where the model asks
+    /// for them (`add_bos` / `add_eos`); `parse_special` turns control-token texts such as
+    /// `<|im_end|>` into their single tokens instead of tokenizing them as plain text.
+    pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if add_special && self.add_bos {
+            out.extend(self.bos);
+        }
+        let mut spelled = String::new();
+        for fragment in self.specials.partition(text, parse_special) {
+            match fragment {
+                Fragment::Token(id) => out.push(id),
+                Fragment::Text(range) => {
+                    let fragment_text = &text[range];
+                    for word in self.pre.split(fragment_text) {
+                        spelled.clear();
+                        self.byte_level
+                            .encode_into(&fragment_text[word], &mut spelled);
+                        self.bpe.encode_word(&spelled, &mut out);
+                    }
+                }
+            }
+        }
+        if add_special && self.add_eos {
+            out.extend(self.eos);
+        }
+        out
+    }
+
+    /// The bytes token `id` renders as with control/unknown tokens shown as their text
+    /// (llama.cpp's `token_to_piece(.., special = true)`).
+    pub fn piece_with_special(&self, id: u32) -> Option<&[u8]> {
+        match self.kinds.get(id as usize)? {
+            TokenKind::Control | TokenKind::Unknown => Some(self.texts[id as usize].as_bytes()),
+            _ => self.piece(id),
+        }
+    }
+
+    /// The raw bytes of `ids` concatenated; `render_special` shows control tokens' text.
+    pub fn decode_bytes(&self, ids: &[u32], render_special: bool) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(ids.len() * 4);
+        for &id in ids {
+            let piece = if render_special {
+                self.piece_with_special(id)
+            } else {
+                self.piece(id)
+            };
+            let piece = piece.ok_or_else(|| CoreError::Tokenizer {
+                message: format!(
+                    "token id {id} is outside the vocabulary of {}",
+                    self.texts.len()
+                ),
+            })?;
+            out.extend_from_slice(piece);
+        }
+        Ok(out)
+    }
+
+    /// The text of `ids`; invalid UTF-8 becomes U+FFFD (as `String::from_utf8_lossy`).
+    /// With `render_special`, control tokens appear as their text (a lossless round trip
+    /// of `encode(text, false, true)`); without, they are skipped.
+    pub fn decode(&self, ids: &[u32], render_special: bool) -> Result<String> {
+        let bytes = self.decode_bytes(ids, render_special)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    /// The vocabulary's spelling of token `id` (byte-level form for BPE tokens).
+    pub fn token_text(&self, id: u32) -> Option<&str> {
+        self.texts.get(id as usize).map(String::as_str)
+    }
+
+    pub fn token_kind(&self, id: u32) -> Option<TokenKind> {
+        self.kinds.get(id as usize).copied()
+    }
+
+    /// Id of the token spelled exactly `text` in the vocabulary's own spelling.
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.texts.iter().rposition(|t| t == text).map(|i| i as u32)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn bos_token_id(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn eos_token_id(&self) -> Option<u32> {
+        self.eos
+    }
+
+    /// End-of-turn token: `tokenizer.ggml.eot_token_id`, else found by text like llama.cpp.
+    pub fn eot_token_id(&self) -> Option<u32> {
+        self.eot
+    }
+
+    /// Whether `encode(.., add_special = true, ..)` prepends BOS.
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    pub fn chat_template(&self) -> Option<&str> {
+        self.chat_template.as_deref()
+    }
+
+    /// The `tokenizer.ggml.pre` name this tokenizer follows.
+    pub fn pre_tokenizer_name(&self) -> &str {
+        &self.pre_name
+    }
+
+    /// Sorted ids that end generation: EOS, EOT, EOM and llama.cpp's known end texts.
+    pub fn end_of_generation_ids(&self) -> &[u32] {
+        &self.end_of_generation
+    }
+
+    pub fn is_end_of_generation(&self, id: u32) -> bool {
+        self.end_of_generation.binary_search(&id).is_ok()
+    }
+
+    /// Control tokens (token type 3), e.g. `<|im_start|>`.
+    pub fn is_control(&self, id: u32) -> bool {
+        self.token_kind(id) == Some(TokenKind::Control)
+    }
+
+    pub fn control_token_ids(&self) -> Vec<u32> {
+        (0..self.kinds.len() as u32)
+            .filter(|&id| self.is_control(id))
+            .collect()
+    }
+}
+
+impl TokenPieces for Tokenizer {
+    fn piece(&self, id: u32) -> Option<&[u8]> {
+        let i = id as usize;
+        let end = *self.piece_ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.piece_ends[i - 1] };
+        Some(&self.piece_bytes[start..end])
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.texts.len()
+    }
+}
+
+/// A view of a tokenizer whose pieces show control tokens' text (e.g. for a raw stream
+/// that should display `<|im_start|>`).
+#[derive(Debug, Clone)]
+pub struct SpecialPieces(pub Arc<Tokenizer>);
+
+impl TokenPieces for SpecialPieces {
+    fn piece(&self, id: u32) -> Option<&[u8]> {
+        self.0.piece_with_special(id)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.0.vocab_size()
+    }
+}
