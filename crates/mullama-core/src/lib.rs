@@ -9,14 +9,18 @@ pub mod config;
 pub mod detokenizer;
 pub mod error;
 pub mod event;
+pub mod gguf;
 pub mod stop;
 pub mod stream;
+pub mod tokenizer;
 
 pub use config::StreamConfig;
 pub use detokenizer::{IncrementalDecoder, PieceTable, TokenPieces};
 pub use error::CoreError;
 pub use event::{FinishReason, StreamStats, TokenEvent};
+pub use gguf::{GgufMetadata, GgufValue};
 pub use stop::StopScanner;
 pub use stream::{
     token_stream, Batch, NextWithin, PushOutcome, TokenConsumer, TokenProducer, TryNext,
 };
+pub use tokenizer::Tokenizer;
