@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs the main job: stream a reply from the default model.
+# Usage: bash scripts/run.sh ["your prompt"]
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC1091
+source "$repo/scripts/bootstrap.sh"
+prompt="${1:-Write a short poem about the sea.}"
+exec python -m mullama.demo "$prompt"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs every check and test: Rust (fmt, clippy, tests), Python (ruff, pytest).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC1091
+source "$repo/scripts/bootstrap.sh" --test
+cd "$repo"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -q -- -D warnings
+echo "== cargo test"
+cargo test --workspace -q
+echo "== ruff"
+ruff check python tests benchmarks
+ruff format --check python tests benchmarks
+echo "== pytest"
+python -m pytest -q tests
