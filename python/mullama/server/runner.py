@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 from types import FrameType
@@ -22,12 +23,15 @@ class _DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app.state.mullama.draining.set()
-        super().handle_exit(sig, frame)
+        # Not super(): uvicorn would re-raise the signal after shutting down, turning a
+        # clean stop into a KeyboardInterrupt or a death by SIGTERM.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
 
-def _config(
-    app: Starlette, host: str, port: int, log_level: str, sock: socket.socket | None = None
-) -> uvicorn.Config:
+def _config(app: Starlette, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
@@ -40,11 +44,30 @@ def _config(
     )
 
 
+def bind_socket(host: str = "127.0.0.1", port: int = 8080) -> socket.socket:
+    """A bound socket; raises OSError (e.g. address in use) before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def run_server(
-    app: Starlette, host: str = "127.0.0.1", port: int = 8080, log_level: str = "info"
+    app: Starlette,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    log_level: str = "info",
+    sock: socket.socket | None = None,
 ) -> None:
     """Serves until SIGINT or SIGTERM, then ends open streams and returns."""
-    _DrainingServer(_config(app, host, port, log_level), app).run()
+    sock = sock or bind_socket(host, port)
+    host, port = sock.getsockname()[:2]
+    _DrainingServer(_config(app, host, port, log_level), app).run(sockets=[sock])
 
 
 class BackgroundServer:
@@ -58,9 +81,7 @@ class BackgroundServer:
         self, app: Starlette, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
     ) -> None:
         self.app = app
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
+        self._sock = bind_socket(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
         self._server = _DrainingServer(_config(app, self.host, self.port, log_level), app)
         self._thread = threading.Thread(target=self._run, name="mullama-server", daemon=True)

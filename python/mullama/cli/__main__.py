@@ -1,0 +1,5 @@
+import sys
+
+from mullama.cli import main
+
+sys.exit(main())

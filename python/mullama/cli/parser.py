@@ -1,0 +1,179 @@
+"""The command line: `mullama run | chat | list | show | serve`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mullama import __version__
+
+# --flag -> StreamConfig field, for the sampling flags run, chat and serve share.
+SAMPLING_FLAGS = {
+    "max_tokens": "max_tokens",
+    "temperature": "temperature",
+    "top_k": "top_k",
+    "top_p": "top_p",
+    "min_p": "min_p",
+    "repeat_penalty": "repeat_penalty",
+    "seed": "seed",
+    "stop": "stop_sequences",
+    "timeout": "timeout_ms",
+}
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """StreamConfig keyword overrides for the sampling flags the user gave."""
+    overrides = {}
+    for flag, field in SAMPLING_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    return overrides
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        "-m",
+        metavar="MODEL",
+        help="model name (see `mullama list`), GGUF file or MLX folder "
+        "(default: the built-in smollm2)",
+    )
+    parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+
+
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("generation")
+    group.add_argument("--max-tokens", "-n", type=int, metavar="N", help="most tokens to generate")
+    group.add_argument(
+        "--temperature", "-t", type=float, metavar="T", help="sampling temperature (0 = greedy)"
+    )
+    group.add_argument("--top-k", type=int, metavar="K", help="sample from the K likeliest")
+    group.add_argument("--top-p", type=float, metavar="P", help="nucleus sampling threshold")
+    group.add_argument("--min-p", type=float, metavar="P", help="minimum relative probability")
+    group.add_argument(
+        "--repeat-penalty",
+        type=float,
+        metavar="R",
+        help="penalty for repeating recent tokens (1 = none)",
+    )
+    group.add_argument("--seed", type=int, help="random seed (same seed, same output)")
+    group.add_argument(
+        "--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)"
+    )
+    group.add_argument(
+        "--timeout", type=int, metavar="MS", help="give up after MS milliseconds (0 = no limit)"
+    )
+
+
+def _add_chat_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--system", "-s", metavar="TEXT", help="system prompt")
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="statistics (first-token time, tokens/s, memory) on stderr",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mullama",
+        description="Stream text from local models (GGUF or MLX) on MLX.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 model load, 4 timeout, "
+        "5 prompt too long, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"mullama {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="generate a reply to PROMPT (interactive chat when there is none)",
+        description="Streams a reply to PROMPT. PROMPT '-' reads standard input; with no "
+        "PROMPT, standard input is read when piped, and a chat starts on a terminal.",
+    )
+    run.add_argument("prompt", nargs="*", metavar="PROMPT", help="the prompt ('-' for stdin)")
+    _add_common(run)
+    _add_chat_options(run)
+    run.add_argument(
+        "--no-stream", action="store_true", help="print the reply at once when it is complete"
+    )
+    run.add_argument(
+        "--raw", action="store_true", help="send the prompt as is, without the chat template"
+    )
+    _add_sampling(run)
+
+    chat = commands.add_parser(
+        "chat",
+        help="interactive chat",
+        description="Interactive chat: /set PARAM VALUE, /clear, /bye.",
+    )
+    _add_common(chat)
+    _add_chat_options(chat)
+    _add_sampling(chat)
+
+    list_cmd = commands.add_parser(
+        "list", aliases=["ls"], help="the built-in model and those in the models directory"
+    )
+    list_cmd.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    show = commands.add_parser("show", help="a model's architecture, size and context length")
+    show.add_argument("name", metavar="MODEL", help="model name, GGUF file or MLX folder")
+    show.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+
+    serve = commands.add_parser(
+        "serve",
+        help="OpenAI- and Ollama-compatible HTTP server",
+        description="Serves the model over HTTP: /v1/chat/completions, /v1/completions, "
+        "/v1/models, /api/generate, /api/chat, /api/tags and WebSocket /v1/ws.",
+    )
+    _add_common(serve)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    serve.add_argument("--port", "-p", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="require 'Authorization: Bearer KEY' (or set MULLAMA_API_KEY)",
+    )
+    serve.add_argument(
+        "--ctx-size",
+        type=int,
+        metavar="N",
+        help="context length per request (default: the model's)",
+    )
+    serve.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=8,
+        metavar="N",
+        help="generations running at once; more requests wait (default 8)",
+    )
+    serve.add_argument(
+        "--max-tokens",
+        type=int,
+        default=512,
+        metavar="N",
+        help="tokens per reply when a request sets no limit (default 512)",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=int,
+        default=600_000,
+        metavar="MS",
+        help="deadline of one generation in ms (default 600000, 0 = none)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=4 * 1024 * 1024,
+        metavar="N",
+        help="largest request body accepted (default 4 MiB)",
+    )
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    return parser
