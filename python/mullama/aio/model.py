@@ -1,0 +1,251 @@
+"""`AsyncModel` and `AsyncContext`: the MLX engine for asyncio and trio applications.
+
+Loading runs in a worker thread. Starting a generation (tokenize, open the stream, start the
+producer thread) is cheap and runs on the event loop; the forward pass runs in the producer
+thread, and tokens reach the loop through `AsyncTokenStream`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from mullama._core import ConfigError, StreamConfig, TokenStream
+from mullama.aio.stream import AsyncTokenStream
+from mullama.chat import Message
+from mullama.context import Context, GenerationResult
+from mullama.model import Model
+from mullama.progress import ProgressCallback, progress_clock
+
+
+class AsyncModel:
+    """A loaded model for async code: `model = await AsyncModel.load(path)`.
+
+    Every `generate_stream` / `generate` call runs on a fresh `Context` (no KV reuse between
+    calls), so concurrent calls never interfere; their forward passes take turns on the
+    model. Use `AsyncContext` for a conversation that reuses its KV cache.
+    """
+
+    def __init__(self, model: Model) -> None:
+        if not isinstance(model, Model):
+            raise ConfigError(f"AsyncModel wraps a mullama Model, got {type(model).__name__}")
+        self.model = model
+
+    @classmethod
+    async def load(cls, path: str | os.PathLike[str] | None = None) -> AsyncModel:
+        """Loads like `Model.load(path)`, in a worker thread so the event loop keeps running."""
+        model = await anyio.to_thread.run_sync(Model.load, path)
+        return cls(model)
+
+    def generate_stream(
+        self,
+        prompt: str | Sequence[int] | None = None,
+        config: StreamConfig | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        top_logprobs: int = 0,
+        on_progress: ProgressCallback | None = None,
+        progress_interval_s: float | None = None,
+        **overrides: Any,
+    ) -> AsyncTokenStream:
+        """Streams Token events for a raw `prompt` (text or ids) or chat `messages`."""
+        progress_clock(on_progress, progress_interval_s)  # bad arguments fail before starting
+        ctx = Context(self.model)
+        stream = ctx.generate_stream(
+            prompt, config, messages=messages, top_logprobs=top_logprobs, **overrides
+        )
+        return _wrap(stream, on_progress, progress_interval_s)
+
+    async def generate(
+        self,
+        prompt: str | Sequence[int] | None = None,
+        config: StreamConfig | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        top_logprobs: int = 0,
+        on_progress: ProgressCallback | None = None,
+        progress_interval_s: float | None = None,
+        **overrides: Any,
+    ) -> GenerationResult:
+        """Generates the whole reply and returns it with its statistics."""
+        stream = self.generate_stream(
+            prompt,
+            config,
+            messages=messages,
+            top_logprobs=top_logprobs,
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+            **overrides,
+        )
+        return await collect(stream, self.model)
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        config: StreamConfig | None = None,
+        **overrides: Any,
+    ) -> GenerationResult:
+        """One assistant turn for `messages` (the model's chat template applies)."""
+        return await self.generate(None, config, messages=messages, **overrides)
+
+    def __repr__(self) -> str:
+        return f"Async{self.model!r}"
+
+
+class AsyncContext:
+    """A conversation on one model whose KV cache is reused across calls (see `Context`).
+
+    Like `Context` it runs one generation at a time: starting another ends the previous
+    stream. If the previous producer is still finishing its step, the new stream waits for
+    it in a worker thread on its first iteration instead of blocking the event loop.
+    """
+
+    def __init__(
+        self, model: AsyncModel | Model, n_ctx: int | None = None, *, truncate: bool = False
+    ) -> None:
+        if isinstance(model, AsyncModel):
+            model = model.model
+        self.context = Context(model, n_ctx, truncate=truncate)
+
+    @property
+    def model(self) -> Model:
+        return self.context.model
+
+    @property
+    def n_ctx(self) -> int:
+        return self.context.n_ctx
+
+    @property
+    def cached_tokens(self) -> list[int]:
+        return self.context.cached_tokens
+
+    @property
+    def last_prefill_tokens(self) -> int:
+        return self.context.last_prefill_tokens
+
+    async def reset(self) -> None:
+        """Forgets the cached conversation (waits for a running generation in a thread)."""
+        await anyio.to_thread.run_sync(self.context.reset)
+
+    def generate_stream(
+        self,
+        prompt: str | Sequence[int] | None = None,
+        config: StreamConfig | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        top_logprobs: int = 0,
+        on_progress: ProgressCallback | None = None,
+        progress_interval_s: float | None = None,
+        **overrides: Any,
+    ) -> AsyncTokenStream:
+        """Streams Token events for a raw `prompt` (text or ids) or chat `messages`."""
+        progress_clock(on_progress, progress_interval_s)  # bad arguments fail before starting
+        ctx = self.context
+
+        def start() -> TokenStream:
+            return ctx.generate_stream(
+                prompt, config, messages=messages, top_logprobs=top_logprobs, **overrides
+            )
+
+        if not self._busy():
+            return _wrap(start(), on_progress, progress_interval_s)
+
+        async def start_when_free() -> TokenStream:
+            # Ending the previous generation joins its producer thread, which may be in the
+            # middle of a forward pass: wait for that off the event loop.
+            await anyio.to_thread.run_sync(ctx._stop_running_job)
+            return start()
+
+        return AsyncTokenStream._deferred(
+            start_when_free, on_progress=on_progress, progress_interval_s=progress_interval_s
+        )
+
+    async def generate(
+        self,
+        prompt: str | Sequence[int] | None = None,
+        config: StreamConfig | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        top_logprobs: int = 0,
+        on_progress: ProgressCallback | None = None,
+        progress_interval_s: float | None = None,
+        **overrides: Any,
+    ) -> GenerationResult:
+        """Generates the whole reply and returns it with its statistics."""
+        stream = self.generate_stream(
+            prompt,
+            config,
+            messages=messages,
+            top_logprobs=top_logprobs,
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+            **overrides,
+        )
+        return await collect(stream, self.model)
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        config: StreamConfig | None = None,
+        **overrides: Any,
+    ) -> GenerationResult:
+        """One assistant turn for `messages` (the model's chat template applies)."""
+        return await self.generate(None, config, messages=messages, **overrides)
+
+    def _busy(self) -> bool:
+        job = self.context._job
+        return job is not None and job.thread.is_alive()
+
+    def __repr__(self) -> str:
+        return f"AsyncContext({self.model!r}, n_ctx={self.n_ctx})"
+
+
+def _wrap(
+    stream: TokenStream,
+    on_progress: ProgressCallback | None,
+    progress_interval_s: float | None,
+) -> AsyncTokenStream:
+    try:
+        return AsyncTokenStream(
+            stream, on_progress=on_progress, progress_interval_s=progress_interval_s
+        )
+    except BaseException:
+        stream.close()  # e.g. a bad progress argument: the producer must not run on
+        raise
+
+
+async def collect(stream: AsyncTokenStream, model: Model) -> GenerationResult:
+    """Consumes `stream` into a GenerationResult, as `Context.generate` does."""
+    parts: list[str] = []
+    tokens: list[int] = []
+    logprobs: list[float] = []
+    last = None
+    eog = model.end_of_generation_ids
+    async with stream:
+        async for event in stream:
+            parts.append(event.text)
+            closing_eog = event.finish_reason is not None and event.token in eog
+            if event.token is not None and not closing_eog:
+                tokens.append(event.token)
+                if event.logprob is not None:
+                    logprobs.append(event.logprob)
+            last = event
+    result = GenerationResult(
+        text="".join(parts),
+        tokens=tokens,
+        finish_reason=stream.finish_reason,
+        stop_sequence=stream.stop_sequence,
+        logprobs=logprobs,
+    )
+    if last is not None:
+        result.prompt_tokens = last.prompt_tokens
+        result.prompt_tps = last.prompt_tps
+        result.generation_tokens = last.generation_tokens
+        result.generation_tps = last.generation_tps
+        result.time_to_first_token = last.time_to_first_token
+        result.peak_memory = last.peak_memory
+    return result
