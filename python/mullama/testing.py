@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mullama._core import StreamConfig, TokenStream, spawn_piece_producer
+from mullama.aio.stream import AsyncTokenStream
+from mullama.progress import ProgressCallback
 
-__all__ = ["stream_from_pieces"]
+__all__ = ["astream_from_pieces", "stream_from_pieces"]
 
 
 def stream_from_pieces(
@@ -22,3 +24,23 @@ def stream_from_pieces(
     stream is closed or dropped, and ``close()`` waits for it.
     """
     return spawn_piece_producer(list(pieces), config, delay_s)
+
+
+def astream_from_pieces(
+    pieces: Sequence[bytes],
+    config: StreamConfig | None = None,
+    delay_s: float = 0.0,
+    *,
+    on_progress: ProgressCallback | None = None,
+    progress_interval_s: float | None = None,
+) -> AsyncTokenStream:
+    """The async twin of `stream_from_pieces`, for asyncio or trio code (``async for``);
+    `on_progress` / `progress_interval_s` as in ``generate_stream``."""
+    stream = stream_from_pieces(pieces, config, delay_s)
+    try:
+        return AsyncTokenStream(
+            stream, on_progress=on_progress, progress_interval_s=progress_interval_s
+        )
+    except BaseException:
+        stream.close()
+        raise
