@@ -1,0 +1,116 @@
+"""The interactive chat of `mullama run`, driven through a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(240)
+
+MULLAMA = str(Path(sys.executable).with_name("mullama"))
+PROMPT = b">>> "
+
+
+class Terminal:
+    """A process on a pty: what it writes (stdout and stderr) is read back with expect()."""
+
+    def __init__(self, *args: str) -> None:
+        main, secondary = pty.openpty()
+        self.proc = subprocess.Popen(
+            [MULLAMA, *args],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            start_new_session=True,
+        )
+        os.close(secondary)
+        self.fd = main
+        self.seen = b""
+
+    def expect(self, needle: bytes, timeout_s: float = 120) -> bytes:
+        """Reads until `needle` appears after what earlier expects consumed."""
+        deadline = time.monotonic() + timeout_s
+        while needle not in self.seen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"never saw {needle!r}; got {self.seen[-500:]!r}")
+            ready, _, _ = select.select([self.fd], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"exited before {needle!r}; got {self.seen[-500:]!r}")
+                self.seen += chunk
+        before, _, self.seen = self.seen.partition(needle)
+        return before
+
+    def send(self, text: str) -> None:
+        os.write(self.fd, text.encode())
+
+    def interrupt(self) -> None:
+        # What Ctrl+C does: SIGINT to the terminal's foreground process group.
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        os.close(self.fd)
+
+
+@pytest.fixture
+def terminal():
+    terminals = []
+
+    def start(*args: str) -> Terminal:
+        terminals.append(Terminal(*args))
+        return terminals[-1]
+
+    yield start
+    for t in terminals:
+        t.close()
+
+
+def test_chat_keeps_history_and_obeys_commands(terminal):
+    term = terminal("run", "--temperature", "0", "--max-tokens", "24")
+    term.expect(PROMPT)
+    term.send("My name is Ada. Reply with one word.\n")
+    first = term.expect(PROMPT)
+    assert first.strip()
+
+    term.send("/set temperature 0.5\n")
+    assert b"temperature = 0.5" in term.expect(PROMPT)
+    term.send("/set top_p 7\n")
+    assert b"invalid value for top_p" in term.expect(PROMPT)
+    term.send("/set\n")
+    assert b"temperature = 0.5" in term.expect(PROMPT)
+    term.send("/clear\n")
+    assert b"conversation cleared" in term.expect(PROMPT)
+    term.send("/bye\n")
+    assert term.proc.wait(30) == 0
+
+
+def test_ctrl_c_stops_the_reply_not_the_session(terminal):
+    term = terminal("run", "--raw", "--temperature", "0", "--max-tokens", "2000")
+    term.expect(PROMPT)
+    term.send("Count from 1 to 1000: 1, 2, 3,\n")
+    term.expect(b"3,\r\n")  # the terminal's echo of the line
+    term.expect(b",")  # the reply is streaming
+    term.interrupt()
+    term.expect(PROMPT, timeout_s=30)  # back at the prompt: the session survived
+    assert term.proc.poll() is None
+    term.send("Hi\n")
+    term.expect(PROMPT)
+    # Ctrl+D leaves.
+    term.send("\x04")
+    assert term.proc.wait(30) == 0

@@ -1,0 +1,169 @@
+"""Disconnects stop the forward pass, concurrent clients are all served, and SIGINT/SIGTERM
+shut `mullama serve` down cleanly, ending open streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from server_fixtures import MODEL_NAME, wait_until
+
+pytest_plugins = ["server_fixtures"]
+pytestmark = pytest.mark.timeout(180)
+
+COUNTING = "1, 2, 3, 4, 5,"
+
+
+@pytest.fixture
+def started_generations(server, monkeypatch):
+    """Every Generation the server starts during the test."""
+    served = server.app.state.mullama.served
+    started = []
+    original = served.start
+
+    async def recording_start(request):
+        generation = await original(request)
+        started.append(generation)
+        return generation
+
+    monkeypatch.setattr(served, "start", recording_start)
+    return started
+
+
+def test_client_disconnect_stops_the_forward_pass(server, started_generations):
+    body = {
+        "model": MODEL_NAME,
+        "prompt": COUNTING,
+        "max_tokens": 3000,
+        "temperature": 0,
+        "stream": True,
+    }
+    with httpx.stream("POST", server.url + "/v1/completions", json=body) as response:
+        lines = response.iter_lines()
+        received = 0
+        for line in lines:
+            if line.startswith("data: "):
+                received += 1
+                if received == 5:
+                    break
+    # The client hung up after 5 chunks.
+    (generation,) = started_generations
+    assert wait_until(lambda: generation._released, 10), "the stream was not closed"
+    at_close = generation.tokens_generated
+    # Let the producer thread finish its in-flight step, then check it stopped for good.
+    assert wait_until(lambda: not _generation_threads(), 10), "the producer thread still runs"
+    assert generation.tokens_generated <= at_close + 1
+    assert generation.tokens_generated < 100
+
+
+def _generation_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "mullama-generate" and t.is_alive()]
+
+
+def test_concurrent_streams_are_interleaved(server):
+    n_clients = 4
+    arrivals: dict[int, list[float]] = {i: [] for i in range(n_clients)}
+    texts: dict[int, str] = {}
+    errors = []
+
+    def client(i: int) -> None:
+        body = {
+            "model": MODEL_NAME,
+            "prompt": COUNTING,
+            "max_tokens": 40,
+            "temperature": 0,
+            "stream": True,
+        }
+        try:
+            parts = []
+            with httpx.stream(
+                "POST", server.url + "/v1/completions", json=body, timeout=120
+            ) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: {"):
+                        text = json.loads(line[6:])["choices"][0]["text"]
+                        if text:
+                            arrivals[i].append(time.monotonic())
+                            parts.append(text)
+            texts[i] = "".join(parts)
+        except Exception as exc:  # reported below, with the client's number
+            errors.append((i, exc))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n_clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(150)
+    assert not errors
+    assert len(texts) == n_clients
+    # Same prompt, greedy: every client gets the same full answer.
+    assert len(set(texts.values())) == 1 and texts[0]
+    # Fair interleaving: every client received its first token before any client finished.
+    first_finish = min(times[-1] for times in arrivals.values())
+    assert all(times[0] < first_finish for times in arrivals.values())
+
+
+# -- mullama serve in a subprocess ---------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _mullama() -> list[str]:
+    return [sys.executable, "-m", "mullama.cli"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_ends_open_streams_and_exits_cleanly(sig):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*_mullama(), "serve", "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: _healthy(url) or proc.poll() is not None, 120)
+        assert proc.poll() is None, proc.stderr.read()
+        body = {
+            "model": MODEL_NAME,
+            "prompt": COUNTING,
+            "max_tokens": 4000,
+            "temperature": 0,
+            "stream": True,
+        }
+        events = []
+        with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as response:
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                events.append(line)
+                if len(events) == 3:
+                    os.kill(proc.pid, sig)
+        # The stream ended early, with an error event rather than a normal [DONE].
+        assert len(events) < 1000
+        assert events[-1] != "data: [DONE]"
+        assert "shutting down" in events[-1]
+        assert proc.wait(30) == 0
+        assert "serving smollm2" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,110 @@
+"""The Ollama-compatible routes, driven by the official `ollama` SDK and raw httpx."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import ollama
+import pytest
+from server_fixtures import MODEL_NAME
+
+pytest_plugins = ["server_fixtures"]
+pytestmark = pytest.mark.timeout(120)
+
+OPTIONS = {"temperature": 0, "num_predict": 16}
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return ollama.Client(host=server.url)
+
+
+def test_tags_lists_the_served_model(client):
+    models = client.list().models
+    assert [m.model for m in models] == [MODEL_NAME]
+    assert models[0].size > 0
+    assert models[0].details.format == "gguf"
+
+
+def test_generate_streaming_equals_non_streaming(client):
+    whole = client.generate(model=MODEL_NAME, prompt="Why is the sky blue?", options=OPTIONS)
+    assert whole.done
+    assert whole.response
+    assert whole.done_reason in ("stop", "length")
+    assert whole.eval_count > 0
+    assert whole.prompt_eval_count > 5
+    assert whole.eval_duration > 0 and whole.total_duration >= whole.eval_duration
+
+    parts = list(
+        client.generate(
+            model=MODEL_NAME, prompt="Why is the sky blue?", options=OPTIONS, stream=True
+        )
+    )
+    assert all(not p.done for p in parts[:-1])
+    assert parts[-1].done
+    assert parts[-1].eval_count == whole.eval_count
+    assert "".join(p.response for p in parts) == whole.response
+
+
+def test_generate_raw_skips_the_chat_template(client):
+    raw = client.generate(model=MODEL_NAME, prompt="1, 2, 3, 4,", raw=True, options=OPTIONS)
+    templated = client.generate(model=MODEL_NAME, prompt="1, 2, 3, 4,", options=OPTIONS)
+    assert raw.prompt_eval_count < templated.prompt_eval_count
+
+
+def test_chat_streaming_equals_non_streaming(client):
+    messages = [
+        {"role": "system", "content": "You are brief."},
+        {"role": "user", "content": "Say hello."},
+    ]
+    whole = client.chat(model=f"{MODEL_NAME}:latest", messages=messages, options=OPTIONS)
+    assert whole.message.role == "assistant"
+    assert whole.message.content
+    parts = list(client.chat(model=MODEL_NAME, messages=messages, options=OPTIONS, stream=True))
+    assert "".join(p.message.content for p in parts) == whole.message.content
+    assert parts[-1].done and parts[-1].done_reason == whole.done_reason
+
+
+def test_num_predict_and_stop(client):
+    short = client.generate(
+        model=MODEL_NAME, prompt="Count to ten.", options={"temperature": 0, "num_predict": 3}
+    )
+    assert short.done_reason == "length"
+    assert short.eval_count == 3
+
+
+def test_ndjson_lines(server):
+    body = {"model": MODEL_NAME, "prompt": "Hi", "options": OPTIONS}
+    with httpx.stream("POST", server.url + "/api/generate", json=body) as response:
+        assert response.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(line) for line in response.iter_lines() if line]
+    assert lines[-1]["done"] is True
+    for key in (
+        "total_duration",
+        "load_duration",
+        "prompt_eval_count",
+        "prompt_eval_duration",
+        "eval_count",
+        "eval_duration",
+    ):
+        assert isinstance(lines[-1][key], int), key
+
+
+def test_unknown_model_is_404(client):
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model="llama9:70b", prompt="hi")
+    assert info.value.status_code == 404
+    assert "llama9:70b" in info.value.error
+
+
+def test_bad_option_is_400(client):
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model=MODEL_NAME, prompt="hi", options={"temperature": -3})
+    assert info.value.status_code == 400
+    assert "temperature" in info.value.error
+
+
+def test_empty_prompt_loads_the_model(client):
+    reply = client.generate(model=MODEL_NAME, prompt="")
+    assert reply.done and reply.done_reason == "load"

@@ -1,0 +1,269 @@
+"""The OpenAI-compatible routes, driven by the official `openai` SDK and raw httpx."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+from server_fixtures import MODEL_NAME, start_server
+
+pytest_plugins = ["server_fixtures"]
+
+pytestmark = pytest.mark.timeout(120)
+
+MESSAGES = [{"role": "user", "content": "Name three colors."}]
+GREEDY = {"temperature": 0.0, "max_tokens": 24}
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_the_served_model(client):
+    models = client.models.list()
+    assert [m.id for m in models.data] == [MODEL_NAME]
+
+
+def test_chat_streaming_equals_non_streaming(client):
+    whole = client.chat.completions.create(model=MODEL_NAME, messages=MESSAGES, **GREEDY)
+    text = whole.choices[0].message.content
+    assert text
+    assert whole.choices[0].message.role == "assistant"
+    assert whole.choices[0].finish_reason in ("stop", "length")
+    assert whole.usage.completion_tokens > 0
+    assert whole.usage.prompt_tokens > 5
+    assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
+
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL_NAME,
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            **GREEDY,
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == text
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == whole.choices[0].finish_reason
+    assert all(f is None for f in finishes[:-1])
+    # include_usage: a last chunk with no choices carries the usage.
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+    assert all(c.usage is None for c in chunks[:-1])
+
+
+def test_completions_streaming_equals_non_streaming(client):
+    prompt = "The capital of France is"
+    whole = client.completions.create(model=MODEL_NAME, prompt=prompt, **GREEDY)
+    text = whole.choices[0].text
+    assert text
+    stream = client.completions.create(model=MODEL_NAME, prompt=prompt, stream=True, **GREEDY)
+    assert "".join(c.choices[0].text for c in stream) == text
+    echoed = client.completions.create(model=MODEL_NAME, prompt=prompt, echo=True, **GREEDY)
+    assert echoed.choices[0].text == prompt + text
+
+
+def test_completions_default_to_16_tokens(client):
+    whole = client.completions.create(model=MODEL_NAME, prompt="1, 2, 3, 4,", temperature=0)
+    assert whole.usage.completion_tokens <= 16
+    if whole.choices[0].finish_reason == "length":
+        assert whole.usage.completion_tokens == 16
+
+
+def test_max_tokens_gives_finish_reason_length(client):
+    whole = client.chat.completions.create(
+        model=MODEL_NAME, messages=MESSAGES, max_completion_tokens=3, temperature=0
+    )
+    assert whole.choices[0].finish_reason == "length"
+    assert whole.usage.completion_tokens == 3
+
+
+def test_chat_logprobs_and_top_logprobs(client):
+    whole = client.chat.completions.create(
+        model=MODEL_NAME,
+        messages=MESSAGES,
+        logprobs=True,
+        top_logprobs=3,
+        temperature=0,
+        max_tokens=6,
+    )
+    content = whole.choices[0].logprobs.content
+    assert len(content) == whole.usage.completion_tokens
+    assert "".join(entry.token for entry in content) == whole.choices[0].message.content
+    for entry in content:
+        assert entry.logprob <= 0
+        assert len(entry.top_logprobs) == 3
+        # Greedy: the chosen token is the likeliest one.
+        assert entry.top_logprobs[0].token == entry.token
+        assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-4)
+        assert bytes(entry.bytes).decode("utf-8", "replace") == entry.token
+
+    stream = client.chat.completions.create(
+        model=MODEL_NAME,
+        messages=MESSAGES,
+        logprobs=True,
+        top_logprobs=2,
+        temperature=0,
+        max_tokens=6,
+        stream=True,
+    )
+    streamed = [
+        e
+        for c in stream
+        if c.choices and c.choices[0].logprobs
+        for e in c.choices[0].logprobs.content
+    ]
+    assert [e.token for e in streamed] == [e.token for e in content]
+
+
+def test_completion_logprobs(client):
+    whole = client.completions.create(
+        model=MODEL_NAME, prompt="Hello", logprobs=2, temperature=0, max_tokens=5
+    )
+    logprobs = whole.choices[0].logprobs
+    assert "".join(logprobs.tokens) == whole.choices[0].text
+    assert len(logprobs.token_logprobs) == len(logprobs.tokens) == len(logprobs.top_logprobs)
+    assert all(len(top) <= 2 for top in logprobs.top_logprobs)
+    assert logprobs.text_offset[0] == 0
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_stop_as_string_or_list(client, as_list):
+    reference = client.chat.completions.create(model=MODEL_NAME, messages=MESSAGES, **GREEDY)
+    text = reference.choices[0].message.content
+    words = text.split()
+    assert len(words) >= 3, text
+    stop_word = words[2]
+    cut = text[: text.index(stop_word)]
+    stop = [stop_word, "never-appears-xyz"] if as_list else stop_word
+    for streamed in (False, True):
+        result = client.chat.completions.create(
+            model=MODEL_NAME, messages=MESSAGES, stop=stop, stream=streamed, **GREEDY
+        )
+        if streamed:
+            chunks = list(result)
+            got = "".join(c.choices[0].delta.content or "" for c in chunks)
+            finish = chunks[-1].choices[0].finish_reason
+        else:
+            got, finish = result.choices[0].message.content, result.choices[0].finish_reason
+        assert got == cut
+        assert finish == "stop"
+
+
+def test_seed_makes_sampling_reproducible(client):
+    def sample(seed):
+        return (
+            client.chat.completions.create(
+                model=MODEL_NAME,
+                messages=MESSAGES,
+                temperature=1.0,
+                max_tokens=20,
+                seed=seed,
+                extra_body={"top_k": 50, "min_p": 0.0, "repeat_penalty": 1.1},
+            )
+            .choices[0]
+            .message.content
+        )
+
+    assert sample(7) == sample(7)
+
+
+def test_raw_sse_stream(server):
+    body = {"model": MODEL_NAME, "messages": MESSAGES, "stream": True, **GREEDY}
+    events = []
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line:
+                assert line.startswith("data: ")
+                events.append(line[len("data: ") :])
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+# -- errors ------------------------------------------------------------------------------------
+def _error(response: httpx.Response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["message"]
+    assert error["type"]
+    return error
+
+
+def test_malformed_json_is_400(server):
+    response = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=b'{"model": ',
+        headers={"content-type": "application/json"},
+    )
+    assert _error(response, 400)["code"] == "invalid_json"
+
+
+def test_unknown_model_is_400(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="no-such-model", messages=MESSAGES)
+    assert info.value.status_code == 400
+    assert "no-such-model" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"temperature": -1}, "temperature"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"stop": ["ok", ""]}, "stop"),
+        ({"n": 2}, "n"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"messages": []}, "messages"),
+        ({"messages": "hello"}, "messages"),
+    ],
+)
+def test_bad_parameters_are_400_naming_the_field(server, params, field):
+    body = {"model": MODEL_NAME, "messages": MESSAGES, **params}
+    response = httpx.post(server.url + "/v1/chat/completions", json=body)
+    error = _error(response, 400)
+    assert error["param"] == field
+    assert field in error["message"]
+
+
+def test_prompt_over_the_context_is_400(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model=MODEL_NAME, messages=MESSAGES, max_tokens=10**7)
+    assert info.value.code == "context_length_exceeded"
+
+
+def test_oversized_body_is_413(default_model):
+    running = start_server(default_model, max_body_bytes=1000)
+    try:
+        big = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "x" * 5000}]}
+        response = httpx.post(running.url + "/v1/chat/completions", json=big)
+        assert _error(response, 413)["code"] == "request_too_large"
+    finally:
+        running.stop()
+
+
+def test_api_key_is_required_when_set(default_model):
+    running = start_server(default_model, api_key="s3cret")
+    try:
+        wrong = openai.OpenAI(base_url=running.url + "/v1", api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            wrong.models.list()
+        response = httpx.get(running.url + "/v1/models")
+        assert _error(response, 401)["code"] == "invalid_api_key"
+        right = openai.OpenAI(base_url=running.url + "/v1", api_key="s3cret", max_retries=0)
+        assert [m.id for m in right.models.list().data] == [MODEL_NAME]
+        assert httpx.get(running.url + "/health").status_code == 200
+    finally:
+        running.stop()
