@@ -2,9 +2,9 @@
 
 Each request takes a Context from the pool (the idle one sharing the longest prefix with
 its prompt, so a conversation's next turn reuses its KV cache) and runs its own producer
-thread; the model's FIFO forward lock interleaves the streams fairly. Waiting for the next
-token happens in a worker thread, so the event loop stays free and a cancelled request
-(client gone) closes its stream within one token.
+thread; the model's FIFO forward lock interleaves the streams fairly. Tokens reach the
+event loop through `mullama.aio.AsyncTokenStream` (no thread hop per token), so a cancelled
+request (client gone) closes its stream within one token.
 """
 
 from __future__ import annotations
@@ -42,46 +42,40 @@ class GenerationRequest:
 class Generation:
     """One running generation: an async iterator of Token events.
 
-    Ends normally, raises the stream's MullamaError, or is closed early with `close()`
-    (synchronous, so it is safe in a `finally` of a cancelled task)."""
+    Ends normally, raises the stream's MullamaError, or is stopped early with `aclose()`
+    (shielded, so it completes inside a cancelled task: the producer stops within one
+    token and the Context goes back to the pool)."""
 
     def __init__(
-        self,
-        served: ServedModel,
-        context: Context,
-        stream: Any,
-        prompt_ids: list[int],
-        limiter: anyio.CapacityLimiter,
+        self, served: ServedModel, context: Context, stream: Any, prompt_ids: list[int]
     ) -> None:
+        from mullama.aio import AsyncTokenStream
+
         self._served = served
         self._context = context
-        self._stream = stream
-        self._limiter = limiter
+        self._stream = AsyncTokenStream(stream)
         self.prompt_ids = prompt_ids
         self.timed_out = False
         self.last = None
-        self._closed = False
+        self._released = False
 
     def __aiter__(self) -> Generation:
         return self
 
     async def __anext__(self) -> Any:
-        if self._closed:
-            raise StopAsyncIteration
         try:
-            event = await anyio.to_thread.run_sync(
-                _next_or_none, self._stream, limiter=self._limiter
-            )
+            event = await self._stream.__anext__()
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
         except StreamTimeoutError:
+            # The deadline cuts the reply short; handlers report it as a finish reason.
             self.timed_out = True
-            self.close()
+            await self.aclose()
             raise StopAsyncIteration from None
         except BaseException:
-            self.close()
+            await self.aclose()
             raise
-        if event is None:
-            self.close()
-            raise StopAsyncIteration
         self.last = event
         return event
 
@@ -89,27 +83,25 @@ class Generation:
     def finish_reason(self) -> str | None:
         if self.timed_out:
             return "timeout"
-        reason = getattr(self._stream, "finish_reason", None)
+        reason = self._stream.finish_reason
         if reason is None and self.last is not None:
             reason = self.last.finish_reason
         return reason
 
     @property
     def stop_sequence(self) -> str | None:
-        return getattr(self._stream, "stop_sequence", None)
+        return self._stream.stop_sequence
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._stream.close()
-        finally:
+    @property
+    def tokens_generated(self) -> int:
+        return self._stream.tokens_generated
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._stream.aclose()
+        if not self._released:
+            self._released = True
             self._served._release(self._context)
-
-
-def _next_or_none(stream: Any) -> Any:
-    return next(stream, None)
 
 
 class ServedModel:
@@ -136,7 +128,8 @@ class ServedModel:
         self._idle: list[Context] = []
         self._pool_lock = threading.Lock()
         self._slots = anyio.Semaphore(max_concurrent)
-        # Each open stream holds one worker thread while it waits for a token.
+        # Starting a generation (tokenize, wait for the previous job on a pooled Context)
+        # runs in a worker thread; waiting for tokens does not.
         self._limiter = anyio.CapacityLimiter(max_concurrent + 4)
         self.tokens_served = 0
 
@@ -178,7 +171,7 @@ class ServedModel:
         except BaseException:
             self._return(context)
             raise
-        return Generation(self, context, stream, ids, self._limiter)
+        return Generation(self, context, stream, ids)
 
     def _checkout(self, ids: Sequence[int]) -> Context:
         with self._pool_lock:

@@ -150,7 +150,7 @@ async def _events(
                 state.count_token()
             yield event.text
     finally:
-        generation.close()
+        await generation.aclose()
 
 
 async def _lines(

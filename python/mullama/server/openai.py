@@ -330,7 +330,7 @@ class _Reply:
                 self.parts.append(event.text)
                 yield event.text, self.logprobs_of(event)
         finally:
-            self.generation.close()
+            await self.generation.aclose()
 
     async def collect(self, state: ServerState) -> None:
         async with aclosing(self.events(state)) as events:

@@ -138,7 +138,7 @@ async def _token_events(state: ServerState, generation: Generation) -> Any:
             state.check_running()
             yield event
     finally:
-        generation.close()
+        await generation.aclose()
 
 
 def _parse(message: dict[str, Any]) -> dict[str, Any]:
