@@ -1,0 +1,146 @@
+"""GGUF file -> LoadedModel holding an mlx-lm model.
+
+Quantized GGUF tensors stay quantized: the mlx-lm model is built in float, each of
+its Linear/Embedding modules whose tensor arrived quantized is swapped for the
+quantized module at that tensor's bit width, and the weights are loaded strictly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mullama._core import ModelLoadError
+from mullama.loader.gguf_config import ARCHITECTURES, ArchitectureSpec, architecture_spec
+from mullama.loader.gguf_file import GGUFFile, TensorInfo, read_gguf_file, tensor_bytes
+from mullama.loader.gguf_names import IGNORED_TENSORS, module_path
+from mullama.loader.loaded_model import LoadedModel, use_device_dtype
+from mullama.loader.quant import (
+    GROUP_SIZE,
+    MLX_NATIVE_TYPES,
+    ConvertedTensor,
+    affine_bits,
+    check_supported,
+    convert_raw,
+    describe_quantization,
+)
+
+SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHITECTURES))
+
+
+def load_gguf(path: str | Path) -> LoadedModel:
+    """Load a GGUF model. Raises ModelLoadError naming the problem for a missing or
+    malformed file, an unsupported architecture or an unsupported tensor type."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelLoadError(f"not a GGUF file (is a directory or special file): {path}")
+    gguf = read_gguf_file(path)
+    spec = architecture_spec(gguf)
+
+    tensors = {n: t for n, t in gguf.tensors.items() if n not in IGNORED_TENSORS}
+    for info in tensors.values():
+        check_supported(info.name, info.ggml_type)
+    targets = {name: module_path(gguf.architecture, name) for name in tensors}
+
+    config = spec.build_config(gguf)
+    converted = _read_tensors(gguf, tensors)
+
+    weights: dict[str, mx.array] = {}
+    layer_bits: dict[str, int | None] = {}
+    for name, tensor in converted.items():
+        module, param = targets[name]
+        if param == "weight":
+            layer_bits[module] = tensor.bits
+            for suffix, array in tensor.arrays.items():
+                weights[f"{module}.{suffix}"] = array
+        else:
+            weights[f"{module}.{param}"] = tensor.arrays["weight"]
+    if spec.norm_weight_offset:
+        _shift_norm_weights(weights, spec.norm_weight_offset)
+
+    model = _build_model(spec, config, path)
+    weights = model.sanitize(weights) if hasattr(model, "sanitize") else weights
+    quantized = {m: b for m, b in layer_bits.items() if b is not None}
+    nn.quantize(
+        model,
+        class_predicate=lambda p, _m: (
+            {"group_size": GROUP_SIZE, "bits": quantized[p]} if p in quantized else False
+        ),
+    )
+    try:
+        model.load_weights(list(weights.items()), strict=True)
+    except ValueError as exc:
+        raise ModelLoadError(
+            f"GGUF file {path} does not fit the mlx-lm {spec.mlx_model_type} model: {exc}"
+        ) from exc
+    model.eval()
+    use_device_dtype(model)
+
+    matrix_types = Counter(info.type_name for info in tensors.values() if len(info.shape) == 2)
+    return LoadedModel(
+        model=model,
+        architecture=gguf.architecture,
+        metadata=gguf.metadata,
+        n_ctx_train=config["max_position_embeddings"],
+        n_vocab=config["vocab_size"],
+        path=path,
+        quantization=describe_quantization(matrix_types, layer_bits),
+        source="gguf",
+        config=config,
+    )
+
+
+def _read_tensors(gguf: GGUFFile, tensors: dict[str, TensorInfo]) -> dict[str, ConvertedTensor]:
+    if all(info.ggml_type in MLX_NATIVE_TYPES for info in tensors.values()):
+        return _read_with_mlx(gguf, tensors)
+    return {
+        name: convert_raw(name, info.ggml_type, tensor_bytes(gguf, info), info.shape)
+        for name, info in tensors.items()
+    }
+
+
+def _read_with_mlx(gguf: GGUFFile, tensors: dict[str, TensorInfo]) -> dict[str, ConvertedTensor]:
+    """MLX's reader returns quantized tensors as `<base>.weight/.scales/.biases`."""
+    try:
+        arrays = mx.load(str(gguf.path), format="gguf")
+    except (RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"MLX could not read GGUF file {gguf.path}: {exc}") from exc
+    converted = {}
+    for name in tensors:
+        base = name.removesuffix(".weight")
+        scales = arrays.get(f"{base}.scales")
+        if name.endswith(".weight") and scales is not None:
+            weight = arrays[name]
+            converted[name] = ConvertedTensor(
+                {"weight": weight, "scales": scales, "biases": arrays[f"{base}.biases"]},
+                affine_bits(weight, scales),
+            )
+        elif name in arrays:
+            converted[name] = ConvertedTensor({"weight": arrays[name]}, None)
+        else:
+            raise ModelLoadError(f"MLX did not return tensor {name} from {gguf.path}")
+    return converted
+
+
+def _shift_norm_weights(weights: dict[str, Any], offset: float) -> None:
+    for key, value in weights.items():
+        if key.endswith("norm.weight"):
+            weights[key] = value + offset
+
+
+def _build_model(spec: ArchitectureSpec, config: dict[str, Any], path: Path) -> nn.Module:
+    module = importlib.import_module(f"mlx_lm.models.{spec.mlx_model_type}")
+    try:
+        args = module.ModelArgs.from_dict(config)
+        return module.Model(args)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise ModelLoadError(
+            f"cannot build the mlx-lm {spec.mlx_model_type} model for {path}: {exc}"
+        ) from exc
