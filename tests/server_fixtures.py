@@ -34,6 +34,25 @@ def server(default_model) -> Iterator[BackgroundServer]:
     running.stop()
 
 
+@pytest.fixture
+def server_factory(default_model) -> Iterator[Callable[..., BackgroundServer]]:
+    """Starts extra servers with other options (api_key, max_body_bytes, ...)."""
+    started: list[BackgroundServer] = []
+
+    def start(**options) -> BackgroundServer:
+        started.append(start_server(default_model, **options))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def poll() -> Callable[..., bool]:
+    return wait_until
+
+
 def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
     """Polls `predicate` until it holds or the time is up (for effects in another thread)."""
     deadline = time.monotonic() + timeout_s

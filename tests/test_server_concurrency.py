@@ -14,9 +14,10 @@ import time
 
 import httpx
 import pytest
-from server_fixtures import MODEL_NAME, wait_until
 
 pytest_plugins = ["server_fixtures"]
+
+MODEL_NAME = "smollm2"
 pytestmark = pytest.mark.timeout(180)
 
 COUNTING = "1, 2, 3, 4, 5,"
@@ -38,7 +39,7 @@ def started_generations(server, monkeypatch):
     return started
 
 
-def test_client_disconnect_stops_the_forward_pass(server, started_generations):
+def test_client_disconnect_stops_the_forward_pass(server, started_generations, poll):
     body = {
         "model": MODEL_NAME,
         "prompt": COUNTING,
@@ -56,10 +57,10 @@ def test_client_disconnect_stops_the_forward_pass(server, started_generations):
                     break
     # The client hung up after 5 chunks.
     (generation,) = started_generations
-    assert wait_until(lambda: generation._released, 10), "the stream was not closed"
+    assert poll(lambda: generation._released, 10), "the stream was not closed"
     at_close = generation.tokens_generated
     # Let the producer thread finish its in-flight step, then check it stopped for good.
-    assert wait_until(lambda: not _generation_threads(), 10), "the producer thread still runs"
+    assert poll(lambda: not _generation_threads(), 10), "the producer thread still runs"
     assert generation.tokens_generated <= at_close + 1
     assert generation.tokens_generated < 100
 
@@ -123,7 +124,7 @@ def _mullama() -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_ends_open_streams_and_exits_cleanly(sig):
+def test_signal_ends_open_streams_and_exits_cleanly(sig, poll):
     port = _free_port()
     proc = subprocess.Popen(
         [*_mullama(), "serve", "--port", str(port), "--log-level", "warning"],
@@ -133,7 +134,7 @@ def test_signal_ends_open_streams_and_exits_cleanly(sig):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        assert wait_until(lambda: _healthy(url) or proc.poll() is not None, 120)
+        assert poll(lambda: _healthy(url) or proc.poll() is not None, 120)
         assert proc.poll() is None, proc.stderr.read()
         body = {
             "model": MODEL_NAME,

@@ -7,9 +7,10 @@ import json
 import httpx
 import ollama
 import pytest
-from server_fixtures import MODEL_NAME
 
 pytest_plugins = ["server_fixtures"]
+
+MODEL_NAME = "smollm2"
 pytestmark = pytest.mark.timeout(120)
 
 OPTIONS = {"temperature": 0, "num_predict": 16}

@@ -7,9 +7,10 @@ import json
 import httpx
 import openai
 import pytest
-from server_fixtures import MODEL_NAME, start_server
 
 pytest_plugins = ["server_fixtures"]
+
+MODEL_NAME = "smollm2"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -244,26 +245,20 @@ def test_prompt_over_the_context_is_400(client):
     assert info.value.code == "context_length_exceeded"
 
 
-def test_oversized_body_is_413(default_model):
-    running = start_server(default_model, max_body_bytes=1000)
-    try:
-        big = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "x" * 5000}]}
-        response = httpx.post(running.url + "/v1/chat/completions", json=big)
-        assert _error(response, 413)["code"] == "request_too_large"
-    finally:
-        running.stop()
+def test_oversized_body_is_413(server_factory):
+    running = server_factory(max_body_bytes=1000)
+    big = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "x" * 5000}]}
+    response = httpx.post(running.url + "/v1/chat/completions", json=big)
+    assert _error(response, 413)["code"] == "request_too_large"
 
 
-def test_api_key_is_required_when_set(default_model):
-    running = start_server(default_model, api_key="s3cret")
-    try:
-        wrong = openai.OpenAI(base_url=running.url + "/v1", api_key="wrong", max_retries=0)
-        with pytest.raises(openai.AuthenticationError):
-            wrong.models.list()
-        response = httpx.get(running.url + "/v1/models")
-        assert _error(response, 401)["code"] == "invalid_api_key"
-        right = openai.OpenAI(base_url=running.url + "/v1", api_key="s3cret", max_retries=0)
-        assert [m.id for m in right.models.list().data] == [MODEL_NAME]
-        assert httpx.get(running.url + "/health").status_code == 200
-    finally:
-        running.stop()
+def test_api_key_is_required_when_set(server_factory):
+    running = server_factory(api_key="s3cret")
+    wrong = openai.OpenAI(base_url=running.url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    response = httpx.get(running.url + "/v1/models")
+    assert _error(response, 401)["code"] == "invalid_api_key"
+    right = openai.OpenAI(base_url=running.url + "/v1", api_key="s3cret", max_retries=0)
+    assert [m.id for m in right.models.list().data] == [MODEL_NAME]
+    assert httpx.get(running.url + "/health").status_code == 200
