@@ -78,7 +78,8 @@ def load_gguf(path: str | Path) -> LoadedModel:
         model.load_weights(list(weights.items()), strict=True)
     except ValueError as exc:
         raise ModelLoadError(
-            f"GGUF file {path} does not fit the mlx-lm {spec.mlx_model_type} model: {exc}"
+            f"GGUF file {path} does not fit the mlx-lm {spec.mlx_model_type} model: "
+            + " ".join(str(exc).split())
         ) from exc
     model.eval()
     use_device_dtype(model)

@@ -171,9 +171,11 @@ def write_tiny_gguf(
     layer_type: GT = GT.F32,
     embedding_type: GT | None = None,
     architecture: str = "llama",
+    skip_tensors: frozenset[str] = frozenset(),
 ) -> Path:
     """Write the tiny model as GGUF. Matrices use `layer_type` (the embedding
-    `embedding_type`, default the same); norms stay F32."""
+    `embedding_type`, default the same); norms stay F32. Tensors named (GGUF names)
+    in `skip_tensors` are left out, to make broken files for tests."""
     cfg = cfg or TinyConfig()
     path = Path(path)
     embedding_type = embedding_type or layer_type
@@ -197,13 +199,16 @@ def write_tiny_gguf(
             value = permute_for_interleaved_rope(value, cfg.n_heads)
         elif hf_name.endswith("k_proj.weight"):
             value = permute_for_interleaved_rope(value, cfg.n_kv_heads)
+        gguf_name = _gguf_name(hf_name)
+        if gguf_name in skip_tensors:
+            continue
         if value.ndim == 1:
             qtype = GT.F32
         elif hf_name == "model.embed_tokens.weight":
             qtype = embedding_type
         else:
             qtype = layer_type
-        _add_tensor(writer, _gguf_name(hf_name), value, qtype)
+        _add_tensor(writer, gguf_name, value, qtype)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
