@@ -7,6 +7,7 @@ mod config;
 mod errors;
 mod stream;
 mod token;
+mod tokenizer;
 mod vocab;
 
 #[pymodule]
@@ -14,5 +15,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     stream::register(m)?;
+    tokenizer::register(m)?;
     Ok(())
 }
