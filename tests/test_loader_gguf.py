@@ -175,3 +175,19 @@ def test_tiny_model_predictions_are_peaked(tiny_gguf: Path):
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     assert np.median(probs.max(-1)) > 0.3
+
+
+@pytest.mark.parametrize("architecture", ["qwen2", "qwen3"])
+def test_qwen_ggufs_match_their_safetensors_folders(tmp_path: Path, architecture: str):
+    """Qwen GGUFs keep the Hugging Face Q/K layout (no permutation, half-split RoPE);
+    qwen2 adds q/k/v biases and qwen3 per-head q/k norms."""
+    from mullama.loader.tiny import write_tiny_gguf, write_tiny_mlx_folder
+
+    cfg = TinyConfig(architecture=architecture, seed=7)
+    gguf_model = load_gguf(write_tiny_gguf(tmp_path / f"{architecture}.gguf", cfg))
+    folder_model = load_mlx_folder(write_tiny_mlx_folder(tmp_path / architecture, cfg))
+    assert gguf_model.architecture == folder_model.architecture == architecture
+    assert gguf_model.config["model_type"] == architecture
+    np.testing.assert_allclose(
+        gguf_model.forward(IDS), folder_model.forward(IDS), atol=1e-4, rtol=1e-4
+    )

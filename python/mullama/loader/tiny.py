@@ -1,5 +1,5 @@
-"""Tiny random-weight Llama models for fast tests, written both as a GGUF file and as
-an MLX/Hugging Face safetensors folder from the same weights.
+"""Tiny random-weight Llama-family models (llama, qwen2, qwen3) for fast tests, written
+both as a GGUF file and as an MLX/Hugging Face safetensors folder from the same weights.
 
 The vocabulary is a small byte-level BPE (GPT-2 byte alphabet, a few English merges,
 ChatML control tokens) so tokenizers and chat templates can be exercised end to end.
@@ -77,6 +77,7 @@ def tiny_vocab() -> list[str]:
 
 @dataclass(frozen=True)
 class TinyConfig:
+    architecture: str = "llama"  # or "qwen2" (q/k/v biases), "qwen3" (q/k norms)
     n_layers: int = 2
     hidden: int = 64
     n_heads: int = 4
@@ -122,6 +123,13 @@ def tiny_weights(cfg: TinyConfig) -> dict[str, np.ndarray]:
         w[f"{p}.mlp.gate_proj.weight"] = matrix(cfg.intermediate, h)
         w[f"{p}.mlp.up_proj.weight"] = matrix(cfg.intermediate, h)
         w[f"{p}.mlp.down_proj.weight"] = matrix(h, cfg.intermediate)
+        if cfg.architecture == "qwen2":
+            w[f"{p}.self_attn.q_proj.bias"] = (0.1 * rng.standard_normal(h)).astype(np.float32)
+            w[f"{p}.self_attn.k_proj.bias"] = (0.1 * rng.standard_normal(kv)).astype(np.float32)
+            w[f"{p}.self_attn.v_proj.bias"] = (0.1 * rng.standard_normal(kv)).astype(np.float32)
+        if cfg.architecture == "qwen3":
+            w[f"{p}.self_attn.q_norm.weight"] = norm(cfg.head_dim)
+            w[f"{p}.self_attn.k_norm.weight"] = norm(cfg.head_dim)
     w["model.norm.weight"] = norm(h)
     if not cfg.tied:
         w["lm_head.weight"] = matrix(cfg.vocab_size, h, cfg.output_scale)
@@ -141,6 +149,8 @@ def permute_for_interleaved_rope(weight: np.ndarray, n_heads: int) -> np.ndarray
 
 _GGUF_BLOCK_NAMES = {
     "input_layernorm": "attn_norm",
+    "self_attn.q_norm": "attn_q_norm",
+    "self_attn.k_norm": "attn_k_norm",
     "self_attn.q_proj": "attn_q",
     "self_attn.k_proj": "attn_k",
     "self_attn.v_proj": "attn_v",
@@ -153,7 +163,7 @@ _GGUF_BLOCK_NAMES = {
 
 
 def _gguf_name(hf_name: str) -> str:
-    base = hf_name.removesuffix(".weight")
+    base, param = hf_name.rsplit(".", 1)
     if base == "model.embed_tokens":
         return "token_embd.weight"
     if base == "model.norm":
@@ -161,7 +171,7 @@ def _gguf_name(hf_name: str) -> str:
     if base == "lm_head":
         return "output.weight"
     _, _, index, part = base.split(".", 3)
-    return f"blk.{index}.{_GGUF_BLOCK_NAMES[part]}.weight"
+    return f"blk.{index}.{_GGUF_BLOCK_NAMES[part]}.{param}"
 
 
 def write_tiny_gguf(
@@ -170,7 +180,6 @@ def write_tiny_gguf(
     *,
     layer_type: GT = GT.F32,
     embedding_type: GT | None = None,
-    architecture: str = "llama",
     skip_tensors: frozenset[str] = frozenset(),
 ) -> Path:
     """Write the tiny model as GGUF. Matrices use `layer_type` (the embedding
@@ -179,8 +188,8 @@ def write_tiny_gguf(
     cfg = cfg or TinyConfig()
     path = Path(path)
     embedding_type = embedding_type or layer_type
-    writer = gguf.GGUFWriter(str(path), architecture)
-    arch = architecture
+    arch = cfg.architecture
+    writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name("mullama tiny test model")
     writer.add_uint32(f"{arch}.block_count", cfg.n_layers)
     writer.add_uint32(f"{arch}.context_length", cfg.context_length)
@@ -195,9 +204,9 @@ def write_tiny_gguf(
     _add_tokenizer(writer, cfg)
 
     for hf_name, value in tiny_weights(cfg).items():
-        if hf_name.endswith("q_proj.weight"):
+        if arch == "llama" and hf_name.endswith("q_proj.weight"):
             value = permute_for_interleaved_rope(value, cfg.n_heads)
-        elif hf_name.endswith("k_proj.weight"):
+        elif arch == "llama" and hf_name.endswith("k_proj.weight"):
             value = permute_for_interleaved_rope(value, cfg.n_kv_heads)
         gguf_name = _gguf_name(hf_name)
         if gguf_name in skip_tensors:
@@ -243,14 +252,21 @@ def _add_tokenizer(writer: gguf.GGUFWriter, cfg: TinyConfig) -> None:
     writer.add_chat_template(CHAT_TEMPLATE)
 
 
+_HF_ARCHITECTURES = {
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+}
+
+
 def write_tiny_mlx_folder(path: str | Path, cfg: TinyConfig | None = None) -> Path:
     """Write the tiny model as a float32 safetensors folder mlx-lm can load."""
     cfg = cfg or TinyConfig()
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = {
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
+        "model_type": cfg.architecture,
+        "architectures": [_HF_ARCHITECTURES[cfg.architecture]],
         "hidden_size": cfg.hidden,
         "num_hidden_layers": cfg.n_layers,
         "intermediate_size": cfg.intermediate,
