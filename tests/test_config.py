@@ -5,7 +5,6 @@ import math
 import pickle
 
 import pytest
-
 from mullama import ConfigError, MullamaError, StreamConfig
 
 pytestmark = pytest.mark.timeout(30)

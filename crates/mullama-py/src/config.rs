@@ -60,7 +60,9 @@ impl PyStreamConfig {
             "top_k" => c.top_k.into_pyobject(py)?.into_any(),
             "top_p" => f32_for_python(c.top_p).into_pyobject(py)?.into_any(),
             "min_p" => f32_for_python(c.min_p).into_pyobject(py)?.into_any(),
-            "repeat_penalty" => f32_for_python(c.repeat_penalty).into_pyobject(py)?.into_any(),
+            "repeat_penalty" => f32_for_python(c.repeat_penalty)
+                .into_pyobject(py)?
+                .into_any(),
             "seed" => c.seed.into_pyobject(py)?.into_any(),
             "stop_sequences" => PyList::new(py, &c.stop_sequences)?.into_any(),
             "include_stop" => PyBool::new(py, c.include_stop).to_owned().into_any(),
@@ -229,7 +231,13 @@ fn apply(c: &mut StreamConfig, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()>
         "top_p" => c.top_p = to_f32("top_p", v)?,
         "min_p" => c.min_p = to_f32("min_p", v)?,
         "repeat_penalty" => c.repeat_penalty = to_f32("repeat_penalty", v)?,
-        "seed" => c.seed = if v.is_none() { None } else { Some(to_u64("seed", v)?) },
+        "seed" => {
+            c.seed = if v.is_none() {
+                None
+            } else {
+                Some(to_u64("seed", v)?)
+            }
+        }
         "stop_sequences" => c.stop_sequences = to_stops("stop_sequences", v)?,
         "include_stop" => c.include_stop = to_bool("include_stop", v)?,
         "buffer_size" => c.buffer_size = to_usize("buffer_size", v)?,
@@ -312,10 +320,7 @@ fn to_stops(field: &'static str, v: &Bound<'_, PyAny>) -> PyResult<Vec<String>> 
         config_error(
             field,
             repr_of(v),
-            format!(
-                "must be a str or a list of str, not {}",
-                type_name(v)
-            ),
+            format!("must be a str or a list of str, not {}", type_name(v)),
         )
     };
     // bytes are iterable (of ints) but never a valid stop list.

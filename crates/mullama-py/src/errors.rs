@@ -5,13 +5,48 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyBaseException, PyException};
 use pyo3::prelude::*;
 
-create_exception!(mullama, MullamaError, PyException, "Base class of every mullama error.");
-create_exception!(mullama, ConfigError, MullamaError, "A configuration value is invalid; `.field` and `.value` name it.");
-create_exception!(mullama, StreamTimeoutError, MullamaError, "The stream's deadline (timeout_ms) passed.");
-create_exception!(mullama, GenerationError, MullamaError, "The producer failed; the original exception is `__cause__`.");
-create_exception!(mullama, ModelLoadError, MullamaError, "A model file is missing, corrupt or unsupported.");
-create_exception!(mullama, TokenizerError, MullamaError, "The tokenizer could not be built or used.");
-create_exception!(mullama, ContextLengthError, MullamaError, "The prompt plus max_tokens does not fit the context.");
+create_exception!(
+    mullama,
+    MullamaError,
+    PyException,
+    "Base class of every mullama error."
+);
+create_exception!(
+    mullama,
+    ConfigError,
+    MullamaError,
+    "A configuration value is invalid; `.field` and `.value` name it."
+);
+create_exception!(
+    mullama,
+    StreamTimeoutError,
+    MullamaError,
+    "The stream's deadline (timeout_ms) passed."
+);
+create_exception!(
+    mullama,
+    GenerationError,
+    MullamaError,
+    "The producer failed; the original exception is `__cause__`."
+);
+create_exception!(
+    mullama,
+    ModelLoadError,
+    MullamaError,
+    "A model file is missing, corrupt or unsupported."
+);
+create_exception!(
+    mullama,
+    TokenizerError,
+    MullamaError,
+    "The tokenizer could not be built or used."
+);
+create_exception!(
+    mullama,
+    ContextLengthError,
+    MullamaError,
+    "The prompt plus max_tokens does not fit the context."
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();

@@ -75,11 +75,9 @@ pub fn vocab_pieces(vocab: &Bound<'_, PyAny>) -> PyResult<Arc<dyn TokenPieces>> 
     if let Ok(table) = vocab.cast::<PyPieceTable>() {
         return Ok(table.get().pieces.clone());
     }
-    // TOKENIZER HOOK: once crates/mullama-py/src/tokenizer.rs provides the `Tokenizer`
-    // pyclass, accept it here:
-    //     if let Ok(tok) = vocab.cast::<crate::tokenizer::PyTokenizer>() {
-    //         return Ok(tok.get().pieces());
-    //     }
+    if let Ok(tokenizer) = vocab.cast::<crate::tokenizer::PyTokenizer>() {
+        return Ok(tokenizer.borrow().pieces());
+    }
     Err(PyTypeError::new_err(format!(
         "vocab must be a PieceTable or a Tokenizer, not {}",
         type_name(vocab)
