@@ -54,7 +54,11 @@ impl StreamConfig {
         }
         let temperature = self.temperature;
         if !temperature.is_finite() || temperature < 0.0 {
-            return Err(invalid("temperature", temperature, "must be finite and >= 0"));
+            return Err(invalid(
+                "temperature",
+                temperature,
+                "must be finite and >= 0",
+            ));
         }
         let top_p = self.top_p;
         // Written so that NaN fails: every comparison with NaN is false.
@@ -67,7 +71,11 @@ impl StreamConfig {
         }
         let repeat_penalty = self.repeat_penalty;
         if !repeat_penalty.is_finite() || repeat_penalty <= 0.0 {
-            return Err(invalid("repeat_penalty", repeat_penalty, "must be finite and > 0"));
+            return Err(invalid(
+                "repeat_penalty",
+                repeat_penalty,
+                "must be finite and > 0",
+            ));
         }
         if let Some(index) = self.stop_sequences.iter().position(String::is_empty) {
             return Err(CoreError::Config {
@@ -134,13 +142,22 @@ mod tests {
 
     #[test]
     fn max_tokens_zero() {
-        assert_eq!(field_of(&with(|c| c.max_tokens = 0)), ("max_tokens", "0".into()));
+        assert_eq!(
+            field_of(&with(|c| c.max_tokens = 0)),
+            ("max_tokens", "0".into())
+        );
     }
 
     #[test]
     fn temperature_negative_or_not_finite() {
-        assert_eq!(field_of(&with(|c| c.temperature = -0.5)), ("temperature", "-0.5".into()));
-        assert_eq!(field_of(&with(|c| c.temperature = f32::NAN)), ("temperature", "NaN".into()));
+        assert_eq!(
+            field_of(&with(|c| c.temperature = -0.5)),
+            ("temperature", "-0.5".into())
+        );
+        assert_eq!(
+            field_of(&with(|c| c.temperature = f32::NAN)),
+            ("temperature", "NaN".into())
+        );
         assert_eq!(
             field_of(&with(|c| c.temperature = f32::INFINITY)),
             ("temperature", "inf".into())
@@ -152,20 +169,38 @@ mod tests {
         assert_eq!(field_of(&with(|c| c.top_p = 0.0)), ("top_p", "0".into()));
         assert_eq!(field_of(&with(|c| c.top_p = 1.5)), ("top_p", "1.5".into()));
         assert_eq!(field_of(&with(|c| c.top_p = -1.0)), ("top_p", "-1".into()));
-        assert_eq!(field_of(&with(|c| c.top_p = f32::NAN)), ("top_p", "NaN".into()));
+        assert_eq!(
+            field_of(&with(|c| c.top_p = f32::NAN)),
+            ("top_p", "NaN".into())
+        );
     }
 
     #[test]
     fn min_p_outside_zero_one() {
-        assert_eq!(field_of(&with(|c| c.min_p = -0.1)), ("min_p", "-0.1".into()));
-        assert_eq!(field_of(&with(|c| c.min_p = 1.01)), ("min_p", "1.01".into()));
-        assert_eq!(field_of(&with(|c| c.min_p = f32::NAN)), ("min_p", "NaN".into()));
+        assert_eq!(
+            field_of(&with(|c| c.min_p = -0.1)),
+            ("min_p", "-0.1".into())
+        );
+        assert_eq!(
+            field_of(&with(|c| c.min_p = 1.01)),
+            ("min_p", "1.01".into())
+        );
+        assert_eq!(
+            field_of(&with(|c| c.min_p = f32::NAN)),
+            ("min_p", "NaN".into())
+        );
     }
 
     #[test]
     fn repeat_penalty_not_positive_or_not_finite() {
-        assert_eq!(field_of(&with(|c| c.repeat_penalty = 0.0)), ("repeat_penalty", "0".into()));
-        assert_eq!(field_of(&with(|c| c.repeat_penalty = -2.0)), ("repeat_penalty", "-2".into()));
+        assert_eq!(
+            field_of(&with(|c| c.repeat_penalty = 0.0)),
+            ("repeat_penalty", "0".into())
+        );
+        assert_eq!(
+            field_of(&with(|c| c.repeat_penalty = -2.0)),
+            ("repeat_penalty", "-2".into())
+        );
         assert_eq!(
             field_of(&with(|c| c.repeat_penalty = f32::NAN)),
             ("repeat_penalty", "NaN".into())
@@ -188,7 +223,10 @@ mod tests {
 
     #[test]
     fn buffer_size_zero() {
-        assert_eq!(field_of(&with(|c| c.buffer_size = 0)), ("buffer_size", "0".into()));
+        assert_eq!(
+            field_of(&with(|c| c.buffer_size = 0)),
+            ("buffer_size", "0".into())
+        );
     }
 
     #[test]

@@ -118,7 +118,11 @@ impl StopAutomaton {
                 }
             }
         }
-        Some(Self { dfa, id_shift, states })
+        Some(Self {
+            dfa,
+            id_shift,
+            states,
+        })
     }
 
     #[inline]
@@ -171,7 +175,7 @@ impl StopScanner {
                 let info = automaton.info(state);
                 let len = info.full_len as usize;
                 let start = self.position + offset + 1 - len;
-                if self.best.map_or(true, |best| start < best.start) {
+                if !matches!(self.best, Some(best) if best.start <= start) {
                     let stop = info.full_stop as usize;
                     self.best = Some(StopMatch { start, len, stop });
                 }
@@ -228,6 +232,7 @@ impl StopScanner {
     fn release_until(&mut self, until: usize, text: &str, out: &mut String) {
         let held_start = self.position - text.len() - self.held.len();
         let release_len = until - held_start;
+        out.reserve(release_len);
         if release_len <= self.held.len() {
             out.push_str(&self.held[..release_len]);
             self.held.drain(..release_len);
@@ -266,7 +271,10 @@ mod tests {
 
     #[test]
     fn no_stops_passes_text_through() {
-        assert_eq!(scan(&[], false, &["ab", "c"]), (vec!["ab".into(), "c".into(), "".into()], None));
+        assert_eq!(
+            scan(&[], false, &["ab", "c"]),
+            (vec!["ab".into(), "c".into(), "".into()], None)
+        );
     }
 
     #[test]

@@ -258,7 +258,8 @@ impl Shared {
         let prompt_tokens = counters.prompt_tokens.load(Ordering::Relaxed);
         let generation_tokens = counters.generation_tokens.load(Ordering::Relaxed);
         let first_ns = counters.first_token_ns.load(Ordering::Relaxed);
-        let time_to_first_token_s = (first_ns != u64::MAX).then(|| first_ns as f64 / NANOS_PER_SECOND);
+        let time_to_first_token_s =
+            (first_ns != u64::MAX).then(|| first_ns as f64 / NANOS_PER_SECOND);
         let prompt_tps = match time_to_first_token_s {
             Some(ttft) if ttft > 0.0 => prompt_tokens as f64 / ttft,
             _ => 0.0,
@@ -347,7 +348,12 @@ impl Shared {
 
     /// Enqueues an event; a terminal event (Some(reason)) never waits for room and ends the
     /// stream. Otherwise waits while full, but not past the deadline.
-    fn send(&self, event: TokenEvent, terminal: Option<FinishReason>, mut now: Instant) -> PushOutcome {
+    fn send(
+        &self,
+        event: TokenEvent,
+        terminal: Option<FinishReason>,
+        mut now: Instant,
+    ) -> PushOutcome {
         let mut channel = lock(&self.channel);
         loop {
             if let Some(reason) = channel.end {
@@ -414,7 +420,10 @@ pub struct TokenProducer {
 impl TokenProducer {
     /// Number of prompt tokens, for stats; call before the first push.
     pub fn set_prompt_tokens(&self, n: usize) {
-        self.shared.counters.prompt_tokens.store(n, Ordering::Relaxed);
+        self.shared
+            .counters
+            .prompt_tokens
+            .store(n, Ordering::Relaxed);
     }
 
     /// Producer-reported peak memory, carried in later events' stats.
@@ -452,7 +461,8 @@ impl TokenProducer {
         let work = &mut *work;
         work.decoded.clear();
         work.decoder.push(piece, &mut work.decoded);
-        let mut text = String::new();
+        // Sized up front: one allocation per event at most, no growth.
+        let mut text = String::with_capacity(work.decoded.len() + work.scanner.withheld_len());
         let mut matched = work.scanner.push(&work.decoded, &mut text);
         let terminal = if matched.is_some() {
             Some(FinishReason::Stop)
@@ -554,11 +564,11 @@ impl Drop for TokenProducer {
 #[derive(Clone, Copy)]
 enum Wait {
     /// Until an event, the end or the deadline.
-    Blocking,
+    Forever,
     /// Also gives up at this instant (returns Idle).
     Until(Instant),
     /// Not at all; arms the waker when nothing is ready.
-    NoWait,
+    Never,
 }
 
 enum Received<T> {
@@ -577,7 +587,7 @@ impl TokenConsumer {
     /// A producer failure or the deadline is reported once, after every buffered event;
     /// later calls return Ok(None).
     pub fn next(&self) -> Result<Option<TokenEvent>> {
-        Ok(match self.receive(Wait::Blocking, pop_one)? {
+        Ok(match self.receive(Wait::Forever, pop_one)? {
             Received::Ready(event) => Some(event),
             Received::Idle | Received::End => None,
         })
@@ -594,7 +604,7 @@ impl TokenConsumer {
 
     /// Never blocks. On Empty the waker is armed and will be called once.
     pub fn try_next(&self) -> Result<TryNext> {
-        Ok(match self.receive(Wait::NoWait, pop_one)? {
+        Ok(match self.receive(Wait::Never, pop_one)? {
             Received::Ready(event) => TryNext::Event(event),
             Received::Idle => TryNext::Empty,
             Received::End => TryNext::End,
@@ -603,21 +613,27 @@ impl TokenConsumer {
 
     /// Like `next`, but takes up to `max` (at least 1) ready events under one lock.
     pub fn next_batch(&self, max: usize) -> Result<Option<Vec<TokenEvent>>> {
-        Ok(match self.receive(Wait::Blocking, |events| drain(events, max))? {
-            Received::Ready(events) => Some(events),
-            Received::Idle | Received::End => None,
-        })
+        Ok(
+            match self.receive(Wait::Forever, |events| drain(events, max))? {
+                Received::Ready(events) => Some(events),
+                Received::Idle | Received::End => None,
+            },
+        )
     }
 
     /// Like `next_within`, but takes up to `max` (at least 1) ready events under one lock.
     pub fn next_batch_within(&self, max_wait: Duration, max: usize) -> Result<Batch> {
         let wait = Self::wait_up_to(max_wait);
-        Ok(Self::batch(self.receive(wait, |events| drain(events, max))?))
+        Ok(Self::batch(
+            self.receive(wait, |events| drain(events, max))?,
+        ))
     }
 
     /// Like `try_next`, but takes up to `max` (at least 1) ready events under one lock.
     pub fn try_next_batch(&self, max: usize) -> Result<Batch> {
-        Ok(Self::batch(self.receive(Wait::NoWait, |events| drain(events, max))?))
+        Ok(Self::batch(
+            self.receive(Wait::Never, |events| drain(events, max))?,
+        ))
     }
 
     /// Called (outside any lock, from the producer's thread) when an event or the end
@@ -627,7 +643,11 @@ impl TokenConsumer {
         let mut channel = lock(&self.shared.channel);
         channel.waker = Some(waker);
         let ready = !channel.events.is_empty() || channel.end.is_some();
-        let waker = if ready { channel.take_waker_if_armed() } else { None };
+        let waker = if ready {
+            channel.take_waker_if_armed()
+        } else {
+            None
+        };
         drop(channel);
         call(waker);
     }
@@ -672,7 +692,7 @@ impl TokenConsumer {
     fn wait_up_to(max_wait: Duration) -> Wait {
         match Instant::now().checked_add(max_wait) {
             Some(until) => Wait::Until(until),
-            None => Wait::Blocking,
+            None => Wait::Forever,
         }
     }
 
@@ -711,16 +731,20 @@ impl TokenConsumer {
                 };
             }
             let give_up_at = match wait {
-                Wait::Blocking => None,
+                Wait::Forever => None,
                 Wait::Until(until) if now >= until => return Ok(Received::Idle),
                 Wait::Until(until) => Some(until),
-                Wait::NoWait => {
+                Wait::Never => {
                     channel.waker_armed = true;
                     return Ok(Received::Idle);
                 }
             };
             channel.readers_waiting += 1;
-            channel = wait_on(&shared.readable, channel, earliest(give_up_at, shared.deadline));
+            channel = wait_on(
+                &shared.readable,
+                channel,
+                earliest(give_up_at, shared.deadline),
+            );
             channel.readers_waiting -= 1;
         }
     }

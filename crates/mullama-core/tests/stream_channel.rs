@@ -84,7 +84,13 @@ fn handles_are_send_and_sync() {
 #[test]
 fn invalid_config_is_rejected_before_streaming() {
     let error = token_stream(&config(|c| c.buffer_size = 0), pieces()).err();
-    assert!(matches!(error, Some(CoreError::Config { field: "buffer_size", .. })));
+    assert!(matches!(
+        error,
+        Some(CoreError::Config {
+            field: "buffer_size",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -101,15 +107,28 @@ fn backpressure_blocks_after_buffer_size_pushes() {
     });
     wait_until("4 pushes", || pushed.load(Ordering::SeqCst) == 4);
     thread::sleep(Duration::from_millis(50));
-    assert_eq!(pushed.load(Ordering::SeqCst), 4, "push must block while the buffer is full");
+    assert_eq!(
+        pushed.load(Ordering::SeqCst),
+        4,
+        "push must block while the buffer is full"
+    );
 
     assert_eq!(consumer.next().unwrap().unwrap().text, "a");
-    wait_until("one more push after a read", || pushed.load(Ordering::SeqCst) == 5);
+    wait_until("one more push after a read", || {
+        pushed.load(Ordering::SeqCst) == 5
+    });
     thread::sleep(Duration::from_millis(50));
-    assert_eq!(pushed.load(Ordering::SeqCst), 5, "one read makes room for one push");
+    assert_eq!(
+        pushed.load(Ordering::SeqCst),
+        5,
+        "one read makes room for one push"
+    );
 
     drop(consumer);
-    assert_eq!(done.recv_timeout(JOIN_LIMIT).unwrap(), FinishReason::Cancelled);
+    assert_eq!(
+        done.recv_timeout(JOIN_LIMIT).unwrap(),
+        FinishReason::Cancelled
+    );
 }
 
 #[test]
@@ -117,10 +136,16 @@ fn cancel_stops_the_next_push() {
     let (producer, consumer) = open(|_| {});
     assert_eq!(push(&producer, 0), PushOutcome::Continue);
     consumer.cancel();
-    assert_eq!(push(&producer, 0), PushOutcome::Stop(FinishReason::Cancelled));
+    assert_eq!(
+        push(&producer, 0),
+        PushOutcome::Stop(FinishReason::Cancelled)
+    );
     assert_eq!(producer.stop_reason(), Some(FinishReason::Cancelled));
     assert_eq!(consumer.finish_reason(), Some(FinishReason::Cancelled));
-    assert!(consumer.next().unwrap().is_none(), "cancel discards buffered events");
+    assert!(
+        consumer.next().unwrap().is_none(),
+        "cancel discards buffered events"
+    );
 }
 
 #[test]
@@ -229,12 +254,21 @@ fn timeout_delivers_earlier_events_then_the_error() {
     let result = consumer.next();
     let waited = before_creation.elapsed();
     assert_eq!(result, Err(CoreError::StreamTimeout { timeout_ms: 200 }));
-    assert!(waited >= Duration::from_millis(200), "returned early: {waited:?}");
-    assert!(waited <= Duration::from_millis(300), "returned late: {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(200),
+        "returned early: {waited:?}"
+    );
+    assert!(
+        waited <= Duration::from_millis(300),
+        "returned late: {waited:?}"
+    );
 
     assert_eq!(push(&producer, 0), PushOutcome::Stop(FinishReason::Timeout));
     assert_eq!(consumer.finish_reason(), Some(FinishReason::Timeout));
-    assert!(consumer.next().unwrap().is_none(), "the error is reported once");
+    assert!(
+        consumer.next().unwrap().is_none(),
+        "the error is reported once"
+    );
 }
 
 #[test]
@@ -242,11 +276,17 @@ fn events_buffered_before_the_deadline_come_first() {
     let (producer, consumer) = open(|c| c.timeout_ms = 50);
     assert_eq!(push(&producer, 0), PushOutcome::Continue);
     assert_eq!(push(&producer, 1), PushOutcome::Continue);
-    assert_eq!(producer.wait_for(Duration::from_secs(10)), Some(FinishReason::Timeout));
+    assert_eq!(
+        producer.wait_for(Duration::from_secs(10)),
+        Some(FinishReason::Timeout)
+    );
     assert_eq!(push(&producer, 0), PushOutcome::Stop(FinishReason::Timeout));
     assert_eq!(consumer.next().unwrap().unwrap().text, "a");
     assert_eq!(consumer.next().unwrap().unwrap().text, "b");
-    assert_eq!(consumer.next(), Err(CoreError::StreamTimeout { timeout_ms: 50 }));
+    assert_eq!(
+        consumer.next(),
+        Err(CoreError::StreamTimeout { timeout_ms: 50 })
+    );
 }
 
 #[test]
@@ -262,7 +302,10 @@ fn blocked_push_returns_at_the_deadline() {
         PushOutcome::Stop(FinishReason::Timeout)
     );
     assert_eq!(consumer.next().unwrap().unwrap().text, "a");
-    assert_eq!(consumer.next(), Err(CoreError::StreamTimeout { timeout_ms: 100 }));
+    assert_eq!(
+        consumer.next(),
+        Err(CoreError::StreamTimeout { timeout_ms: 100 })
+    );
 }
 
 #[test]
@@ -276,7 +319,9 @@ fn producer_failure_comes_after_buffered_events() {
     assert_eq!(consumer.next().unwrap().unwrap().text, "b");
     assert_eq!(
         consumer.next(),
-        Err(CoreError::Generation { message: "model exploded".into() })
+        Err(CoreError::Generation {
+            message: "model exploded".into()
+        })
     );
     assert!(consumer.next().unwrap().is_none());
     assert_eq!(consumer.finish_reason(), Some(FinishReason::Error));
@@ -293,7 +338,12 @@ fn dropping_the_producer_fails_the_stream() {
     drop(producer);
     let (first, second, reason) = reader.recv_timeout(JOIN_LIMIT).unwrap();
     assert_eq!(first.unwrap().unwrap().text, "a");
-    assert_eq!(second, Err(CoreError::Generation { message: PRODUCER_DROPPED.into() }));
+    assert_eq!(
+        second,
+        Err(CoreError::Generation {
+            message: PRODUCER_DROPPED.into()
+        })
+    );
     assert_eq!(reason, Some(FinishReason::Error));
 }
 
@@ -379,7 +429,10 @@ fn waker_is_called_from_another_thread_without_the_lock() {
     assert!(matches!(consumer.try_next().unwrap(), TryNext::Empty));
     let pushed = spawn_bounded(move || push(&producer, 0));
     assert!(receiver.recv_timeout(JOIN_LIMIT).unwrap());
-    assert_eq!(pushed.recv_timeout(JOIN_LIMIT).unwrap(), PushOutcome::Continue);
+    assert_eq!(
+        pushed.recv_timeout(JOIN_LIMIT).unwrap(),
+        PushOutcome::Continue
+    );
 }
 
 #[test]
@@ -395,8 +448,14 @@ fn next_within_reports_pending_then_events_then_end() {
         NextWithin::Event(event) if event.text == "a"
     ));
     producer.finish(FinishReason::Stop, None);
-    assert!(matches!(consumer.next_within(Duration::ZERO).unwrap(), NextWithin::Event(_)));
-    assert!(matches!(consumer.next_within(Duration::ZERO).unwrap(), NextWithin::End));
+    assert!(matches!(
+        consumer.next_within(Duration::ZERO).unwrap(),
+        NextWithin::Event(_)
+    ));
+    assert!(matches!(
+        consumer.next_within(Duration::ZERO).unwrap(),
+        NextWithin::End
+    ));
 }
 
 #[test]
@@ -407,10 +466,14 @@ fn batches_take_every_ready_event_up_to_max() {
     }
     let batch = consumer.next_batch(3).unwrap().unwrap();
     assert_eq!(batch.len(), 3);
-    assert!(matches!(consumer.try_next_batch(10).unwrap(), Batch::Events(events) if events.len() == 2));
+    assert!(
+        matches!(consumer.try_next_batch(10).unwrap(), Batch::Events(events) if events.len() == 2)
+    );
     assert!(matches!(consumer.try_next_batch(10).unwrap(), Batch::Empty));
     assert!(matches!(
-        consumer.next_batch_within(Duration::from_millis(1), 10).unwrap(),
+        consumer
+            .next_batch_within(Duration::from_millis(1), 10)
+            .unwrap(),
         Batch::Empty
     ));
     producer.finish(FinishReason::Stop, None);
@@ -424,7 +487,10 @@ fn wait_for_wakes_when_the_consumer_leaves() {
     let waited = spawn_bounded(move || producer.wait_for(Duration::from_secs(3600)));
     thread::sleep(Duration::from_millis(20));
     drop(consumer);
-    assert_eq!(waited.recv_timeout(JOIN_LIMIT).unwrap(), Some(FinishReason::Cancelled));
+    assert_eq!(
+        waited.recv_timeout(JOIN_LIMIT).unwrap(),
+        Some(FinishReason::Cancelled)
+    );
 }
 
 #[test]
@@ -445,7 +511,10 @@ fn stats_count_tokens_and_carry_producer_reports() {
     push(&producer, 0);
     producer.set_peak_memory(4096);
     push(&producer, 1);
-    let events = [consumer.next().unwrap().unwrap(), consumer.next().unwrap().unwrap()];
+    let events = [
+        consumer.next().unwrap().unwrap(),
+        consumer.next().unwrap().unwrap(),
+    ];
     assert_eq!(events[0].stats.generation_tokens, 1);
     assert_eq!(events[0].stats.peak_memory_bytes, 0);
     assert_eq!(events[1].stats.generation_tokens, 2);
@@ -454,7 +523,10 @@ fn stats_count_tokens_and_carry_producer_reports() {
     assert!(ttft > 0.0);
     assert_eq!(events[0].stats.prompt_tokens, 12);
     assert!((events[0].stats.prompt_tps - 12.0 / ttft).abs() < 1e-6 * (12.0 / ttft));
-    assert_eq!(events[0].stats.generation_tps, 0.0, "undefined for one token");
+    assert_eq!(
+        events[0].stats.generation_tps, 0.0,
+        "undefined for one token"
+    );
 
     producer.finish(FinishReason::Stop, None);
     let frozen = consumer.stats();
@@ -463,5 +535,9 @@ fn stats_count_tokens_and_carry_producer_reports() {
     assert!(frozen.elapsed_s >= ttft);
     let expected_tps = 1.0 / (frozen.elapsed_s - ttft);
     assert!((frozen.generation_tps - expected_tps).abs() <= 1e-6 * expected_tps);
-    assert_eq!(consumer.stats(), frozen, "stats freeze once the stream ended");
+    assert_eq!(
+        consumer.stats(),
+        frozen,
+        "stats freeze once the stream ended"
+    );
 }
