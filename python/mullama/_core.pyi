@@ -213,7 +213,7 @@ class TokenStream:
     def time_left(self) -> float | None: ...
 
 def open_stream(
-    config: StreamConfig | None, vocab: PieceTable
+    config: StreamConfig | None, vocab: PieceTable | Tokenizer
 ) -> tuple[TokenProducer, TokenStream]: ...
 def spawn_piece_producer(
     pieces: Sequence[bytes], config: StreamConfig | None = None, delay_s: float = 0.0

@@ -6,7 +6,6 @@
 //! never across a detach, and the core never calls into Python, so no lock order involves the
 //! GIL.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -185,8 +184,9 @@ impl PyTokenProducer {
 /// What the binding remembers about the consumer's side of the stream.
 #[derive(Default)]
 struct ConsumerState {
-    /// Events taken from the core but not yet handed to Python (filled by batch drains).
-    ready: VecDeque<TokenEvent>,
+    /// Events taken from the core but not yet handed to Python (the rest of the last batch;
+    /// kept as the batch's own iterator so events are not copied once more).
+    ready: std::vec::IntoIter<TokenEvent>,
     /// The consumer saw the end, an error, or closed the stream: iteration is over.
     ended: bool,
     finish_reason: Option<FinishReason>,
@@ -196,9 +196,15 @@ struct ConsumerState {
 impl ConsumerState {
     /// Hands out the first event of a batch and keeps the rest for the next reads.
     fn deliver_batch(&mut self, events: Vec<TokenEvent>) -> Option<PyToken> {
-        let mut events = events.into_iter();
-        let first = events.next()?;
-        self.ready.extend(events);
+        if self.ready.len() == 0 {
+            self.ready = events.into_iter();
+        } else {
+            // Only when two threads read one stream at once: keep arrival order.
+            let mut all: Vec<TokenEvent> = self.ready.by_ref().collect();
+            all.extend(events);
+            self.ready = all.into_iter();
+        }
+        let first = self.ready.next()?;
         Some(self.deliver(first))
     }
 
@@ -257,7 +263,7 @@ impl PyTokenStream {
     /// Never blocks and never releases the GIL.
     fn poll(&self, py: Python<'_>) -> PyResult<Polled> {
         let mut state = lock(&self.state);
-        if let Some(event) = state.ready.pop_front() {
+        if let Some(event) = state.ready.next() {
             return Ok(Polled::Token(state.deliver(event)));
         }
         if state.ended {
@@ -404,7 +410,7 @@ impl PyTokenStream {
         {
             let mut state = lock(&self.state);
             state.ended = true;
-            state.ready.clear();
+            state.ready = Vec::new().into_iter();
         }
         *lock(&self.wakeup_fd) = -1;
         self.consumer.cancel();
