@@ -198,7 +198,7 @@ class AsyncContext:
 
     def _busy(self) -> bool:
         job = self.context._job
-        return job is not None and job.thread.is_alive()
+        return job is not None and job.is_running()
 
     def __repr__(self) -> str:
         return f"AsyncContext({self.model!r}, n_ctx={self.n_ctx})"
