@@ -191,3 +191,12 @@ def test_qwen_ggufs_match_their_safetensors_folders(tmp_path: Path, architecture
     np.testing.assert_allclose(
         gguf_model.forward(IDS), folder_model.forward(IDS), atol=1e-4, rtol=1e-4
     )
+
+
+def test_keep_quantized_false_expands_to_float_with_the_same_logits(tiny_gguf_q4: Path):
+    quantized = load_gguf(tiny_gguf_q4)
+    expanded = load_gguf(tiny_gguf_q4, keep_quantized=False)
+    layer = expanded.model.model.layers[0]
+    assert type(layer.self_attn.q_proj) is nn.Linear
+    assert type(expanded.model.model.embed_tokens) is nn.Embedding
+    np.testing.assert_allclose(expanded.forward(IDS), quantized.forward(IDS), atol=2e-3, rtol=1e-3)

@@ -4,6 +4,7 @@ user's path-or-name into a loaded model. Nothing here downloads."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from mullama._core import ModelLoadError
@@ -51,14 +52,17 @@ def resolve_model(path_or_name: str | Path | None = None) -> Path:
     return path
 
 
-def load_model(path_or_name: str | Path | None = None) -> LoadedModel:
-    """Load whatever `resolve_model` finds: a GGUF file or an MLX/HF folder."""
+def load_model(
+    path_or_name: str | Path | None = None, *, keep_quantized: bool = True
+) -> LoadedModel:
+    """Load whatever `resolve_model` finds: a GGUF file or an MLX/HF folder
+    (`keep_quantized` applies to GGUF files, see `load_gguf`)."""
     path = resolve_model(path_or_name)
     if path.is_dir():
         return load_mlx_folder(path)
     if path.suffix.lower() != ".gguf" and not _has_gguf_magic(path):
         raise ModelLoadError(f"{path} is neither a GGUF file nor a model folder")
-    return load_gguf(path)
+    return load_gguf(path, keep_quantized=keep_quantized)
 
 
 def _has_gguf_magic(path: Path) -> bool:
@@ -101,7 +105,8 @@ def gemma3_270m_path(cache_dir: str | Path | None = None) -> Path:
     if target.is_file() and target.stat().st_size == total:
         return target
     target_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    # A per-process name: concurrent test runs must not interleave their writes.
+    partial = target_dir / f"{GEMMA3_FILE}.{os.getpid()}.partial"
     with open(partial, "wb") as out:
         for chunk in chunks:
             with open(chunk, "rb") as src:
