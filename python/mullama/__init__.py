@@ -13,8 +13,17 @@ from mullama._core import (
     TokenStream,
     __version__,
 )
+from mullama.aio.stream import AsyncTokenStream
+from mullama.progress import Progress
 
 __all__ = [
+    "AsyncContext",
+    "AsyncModel",
+    "AsyncTokenStream",
+    "Context",
+    "GenerationResult",
+    "Model",
+    "Progress",
     "ConfigError",
     "ContextLengthError",
     "GenerationError",
@@ -27,3 +36,20 @@ __all__ = [
     "TokenizerError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The async engine classes import MLX; they load on first use.
+    if name in ("AsyncContext", "AsyncModel"):
+        from mullama.aio import model
+
+        return getattr(model, name)
+    if name == "Model":
+        from mullama.model import Model
+
+        return Model
+    if name in ("Context", "GenerationResult"):
+        from mullama import context
+
+        return getattr(context, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

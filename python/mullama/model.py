@@ -1,0 +1,188 @@
+"""`Model`: weights on MLX plus the Rust tokenizer, loaded from a GGUF file or an MLX folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mullama._core import ModelLoadError, Tokenizer, TokenizerError
+from mullama._fairlock import FairLock
+from mullama.chat import Message, render_chat
+
+
+class Model:
+    """A loaded model: call `Model.load(path)`; generate through a `Context`.
+
+    The forward pass of every stream on one Model is serialized through a FIFO lock, so
+    several contexts (threads or tasks) can share it and take turns fairly.
+    """
+
+    def __init__(
+        self,
+        loaded: Any,
+        tokenizer: Tokenizer,
+        chat_template: str | None,
+        special_tokens: dict[str, str],
+    ) -> None:
+        self._loaded = loaded
+        self._tokenizer = tokenizer
+        self._chat_template = chat_template
+        self._special_tokens = special_tokens
+        self.forward_lock = FairLock()
+        self._eog_ids = frozenset(tokenizer.end_of_generation_ids)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Model:
+        """Loads a GGUF file, an MLX/Hugging Face safetensors folder, or (no argument, or
+        "smollm2") the built-in SmolLM2-135M-Instruct. Raises ModelLoadError naming the problem."""
+        from mullama import loader
+
+        resolved = loader.resolve_model(None if path is None else os.fspath(path))
+        loaded = loader.load_model(resolved)
+        if resolved.is_dir():
+            tokenizer, template, specials = _folder_tokenizer(resolved)
+        else:
+            tokenizer = Tokenizer.from_gguf(str(resolved))
+            template = tokenizer.chat_template
+            specials = {}
+        return cls(loaded, tokenizer, template, specials)
+
+    # -- what the model is ---------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return Path(self._loaded.path)
+
+    @property
+    def architecture(self) -> str:
+        return self._loaded.architecture
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._loaded.metadata
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self._loaded.n_vocab)
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(self._loaded.n_ctx_train)
+
+    @property
+    def quantization(self) -> str:
+        return str(getattr(self._loaded, "quantization", ""))
+
+    @property
+    def chat_template(self) -> str | None:
+        return self._chat_template
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tokenizer
+
+    @property
+    def end_of_generation_ids(self) -> frozenset[int]:
+        return self._eog_ids
+
+    @property
+    def mlx_model(self) -> Any:
+        """The mlx-lm model module (for advanced use)."""
+        return self._loaded.model
+
+    # -- tokens ----------------------------------------------------------------------------
+    def tokenize(self, text: str, special: bool = True, add_bos: bool = False) -> list[int]:
+        """Token ids of `text`; `special` parses control tokens such as <|im_end|>."""
+        ids = self._tokenizer.encode(text, special)
+        bos = self._tokenizer.bos_token_id
+        if add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids.insert(0, bos)
+        return ids
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(list(ids))
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._tokenizer.token_bytes(token_id)
+
+    def prompt_ids(self, prompt: str | Sequence[int]) -> list[int]:
+        """A raw prompt as the model should see it: BOS added where the model wants one."""
+        if isinstance(prompt, str):
+            return self.tokenize(prompt, special=True, add_bos=bool(self._tokenizer.add_bos))
+        ids = [int(i) for i in prompt]
+        for i in ids:
+            if not 0 <= i < self.n_vocab:
+                raise TokenizerError(f"token id {i} is outside the vocabulary (0..{self.n_vocab})")
+        return ids
+
+    def apply_chat_template(
+        self, messages: Sequence[Message], add_generation_prompt: bool = True
+    ) -> str:
+        bos_id = self._tokenizer.bos_token_id
+        eos_id = self._tokenizer.eos_token_id
+        bos = self._special_tokens.get("bos_token")
+        eos = self._special_tokens.get("eos_token")
+        if bos is None:
+            bos = self.token_bytes(bos_id).decode("utf-8", "replace") if bos_id is not None else ""
+        if eos is None:
+            eos = self.token_bytes(eos_id).decode("utf-8", "replace") if eos_id is not None else ""
+        return render_chat(
+            self._chat_template,
+            messages,
+            bos_token=bos,
+            eos_token=eos,
+            add_generation_prompt=add_generation_prompt,
+        )
+
+    def chat_ids(self, messages: Sequence[Message]) -> list[int]:
+        text = self.apply_chat_template(messages)
+        ids = self.tokenize(text, special=True)
+        bos = self._tokenizer.bos_token_id
+        if self._tokenizer.add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids.insert(0, bos)
+        return ids
+
+    # -- forward pass ------------------------------------------------------------------------
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits of shape (len(ids), n_vocab) from one forward pass; no sampling, no cache."""
+        ids = self.prompt_ids(list(ids))
+        if not ids:
+            raise TokenizerError("logits() needs at least one token id")
+        with self.forward_lock:
+            return self._loaded.forward(ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"Model(path={str(self.path)!r}, architecture={self.architecture!r}, "
+            f"n_vocab={self.n_vocab}, n_ctx_train={self.n_ctx_train})"
+        )
+
+
+def _folder_tokenizer(folder: Path) -> tuple[Tokenizer, str | None, dict[str, str]]:
+    """Tokenizer, chat template and special token texts of an MLX / Hugging Face folder."""
+    if not (folder / "tokenizer.json").is_file():
+        raise ModelLoadError(f"{folder}: no tokenizer.json in the model folder")
+    tokenizer = Tokenizer.from_json(str(folder))
+    template = tokenizer.chat_template
+    specials: dict[str, str] = {}
+    config_path = folder / "tokenizer_config.json"
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{config_path}: not valid JSON ({exc})") from exc
+        template = config.get("chat_template") or template
+        for key in ("bos_token", "eos_token"):
+            value = config.get(key)
+            if isinstance(value, dict):
+                value = value.get("content")
+            if isinstance(value, str):
+                specials[key] = value
+    if isinstance(template, list):  # HF allows named templates; "default" is the chat one
+        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
+        template = named.get("default") or next(iter(named.values()), None)
+    return tokenizer, template, specials
