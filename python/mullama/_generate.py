@@ -228,4 +228,4 @@ class GenerationJob:
         values = logprobs[idx]
         order = mx.argsort(-values)
         idx, values = idx[order].tolist(), values[order].tolist()
-        return [(int(i), float(v)) for i, v in zip(idx, values)]
+        return [(int(i), float(v)) for i, v in zip(idx, values, strict=True)]
