@@ -12,6 +12,7 @@ import statistics
 import time
 
 import mlx.core as mx
+
 from mullama.loader import load_model, resolve_model
 
 

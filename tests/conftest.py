@@ -38,6 +38,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_gguf_variants(tiny_dir: Path) -> dict[str, Path]:
     """All tiny GGUF variants (same weights, different encodings), by name."""
     from gguf import GGMLQuantizationType as GT
+
     from mullama.loader.tiny import write_tiny_gguf
 
     paths = {}

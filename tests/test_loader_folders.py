@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mullama import ModelLoadError
 from mullama.loader import (
     default_model_path,

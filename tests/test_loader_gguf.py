@@ -10,6 +10,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from gguf.quants import dequantize
+
 from mullama.loader import LoadedModel, load_gguf, load_mlx_folder
 from mullama.loader.gguf_file import OmittedArray, read_gguf_file, tensor_bytes
 from mullama.loader.gguf_names import module_path

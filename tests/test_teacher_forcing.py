@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mullama.loader import load_gguf
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
