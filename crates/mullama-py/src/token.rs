@@ -5,7 +5,9 @@
 use mullama_core::TokenEvent;
 use pyo3::prelude::*;
 
-#[pyclass(name = "Token", module = "mullama._core", frozen)]
+// A stream allocates one Token per event and the loop usually drops it at once: a free list
+// turns that allocation into a pointer pop.
+#[pyclass(name = "Token", module = "mullama._core", frozen, freelist = 128)]
 pub struct PyToken {
     event: TokenEvent,
 }
