@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import anyio
 import anyio.to_thread
+
 from mullama import StreamConfig
 from mullama.testing import astream_from_pieces, stream_from_pieces
 

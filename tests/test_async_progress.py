@@ -8,6 +8,7 @@ import time
 import anyio
 import anyio.lowlevel
 import pytest
+
 from mullama import ConfigError, Progress, StreamConfig, StreamTimeoutError
 from mullama.progress import ProgressTokenStream, with_progress
 from mullama.testing import astream_from_pieces, stream_from_pieces

@@ -12,6 +12,7 @@ import warnings
 
 import anyio
 import pytest
+
 from mullama import AsyncTokenStream, StreamConfig, StreamTimeoutError
 from mullama.testing import astream_from_pieces, stream_from_pieces
 
