@@ -188,17 +188,31 @@ async def test_break_out_of_async_for_closes_an_unreferenced_stream():
     assert source.tokens_generated == stopped_at
 
 
+class ProbedStream(AsyncTokenStream):
+    """Notes how many tokens the producer had pushed at the moment the stream closed."""
+
+    pushed_at_close: int | None = None
+
+    def _release(self) -> None:
+        if self.pushed_at_close is None and self._stream is not None:
+            self.pushed_at_close = self._stream.tokens_generated
+        super()._release()
+
+
+def probed(delay_s: float) -> ProbedStream:
+    config = StreamConfig(max_tokens=100_000)
+    return ProbedStream(stream_from_pieces(words(100_000), config, delay_s))
+
+
 @pytest.mark.parametrize("how", ["aclose", "cancel_scope", "move_on_after", "async_with"])
 async def test_cancellation_stops_the_producer_within_one_token(how: str):
-    stream = astream_from_pieces(words(100_000), StreamConfig(max_tokens=100_000), 0.005)
+    stream = probed(0.005)
     seen = 0
-    pushed_when_last_seen = 0
 
     async def consume() -> None:
-        nonlocal seen, pushed_when_last_seen
+        nonlocal seen
         async for _ in stream:
             seen += 1
-            pushed_when_last_seen = stream.tokens_generated
             if how == "async_with" and seen == 3:
                 break
 
@@ -206,7 +220,6 @@ async def test_cancellation_stops_the_producer_within_one_token(how: str):
         for _ in range(3):
             await stream.__anext__()
             seen += 1
-        pushed_when_last_seen = stream.tokens_generated
         await stream.aclose()
     elif how == "cancel_scope":
         async with anyio.create_task_group() as tg:
@@ -221,15 +234,17 @@ async def test_cancellation_stops_the_producer_within_one_token(how: str):
         async with stream:
             await consume()
     assert seen >= 3
-    # close() joined the producer thread: its count is final.
     assert stream.closed
     assert stream.finish_reason == "cancelled"
-    assert stream.tokens_generated <= pushed_when_last_seen + 1
+    # close() joined the producer thread, so its count is final: at most the one token it
+    # was producing when the stream closed.
+    assert stream.pushed_at_close is not None
+    assert stream.tokens_generated <= stream.pushed_at_close + 1
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_asyncio_task_cancel_stops_the_producer(caplog: pytest.LogCaptureFixture):
-    stream = astream_from_pieces(words(100_000), StreamConfig(max_tokens=100_000), 0.005)
+    stream = probed(0.005)
     seen = 0
 
     async def consume() -> None:
@@ -239,13 +254,13 @@ async def test_asyncio_task_cancel_stops_the_producer(caplog: pytest.LogCaptureF
 
     task = asyncio.create_task(consume())
     await wait_until(lambda: seen >= 2)
-    before = stream.tokens_generated  # the consumer keeps up: nothing is buffered
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert stream.closed
     assert stream.finish_reason == "cancelled"
-    assert stream.tokens_generated <= before + 1
+    assert stream.pushed_at_close is not None
+    assert stream.tokens_generated <= stream.pushed_at_close + 1
     assert "destroyed but it is pending" not in caplog.text
 
 
