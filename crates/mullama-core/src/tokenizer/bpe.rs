@@ -1,54 +1,47 @@
-//! Byte-pair merging exactly as llama.cpp's `llm_tokenizer_bpe_session` does it: start
-//! from one symbol per character of the (byte-level spelled) word, repeatedly merge the
-//! adjacent pair with the lowest merge rank (leftmost on ties), then map each final
-//! symbol to its token, falling back to one token per byte for symbols the vocabulary
-//! lacks.
+//! Byte-pair merging of one pre-tokenized, byte-level spelled word, done by the Hugging
+//! Face `tokenizers` crate's BPE model, made to agree with llama.cpp's
+//! `llm_tokenizer_bpe_session` exactly.
 //!
-//! Strings are interned once at construction so a merge lookup is one hash probe on a
-//! pair of integers instead of building strings per candidate pair.
+//! Both merge the adjacent pair with the lowest rank, leftmost on ties, and both treat a
+//! queued pair as stale only when the text it would produce changed, so on a vocabulary
+//! that holds every merge part and result they give the same tokens. llama.cpp is looser
+//! about vocabularies than the crate, and three adaptations keep it exact there too:
+//!
+//! - A merge part or result missing from the vocabulary still merges in llama.cpp (it
+//!   compares strings); the crate refuses such merges. Those strings get pseudo ids past
+//!   the vocabulary, and a word ending on one falls back like llama.cpp does: each ASCII
+//!   byte of its text as its one-byte token, other bytes dropped.
+//! - The 256 byte-level characters get pseudo ids when missing, so no character of a
+//!   word is ever unknown to the crate (it would drop it; llama.cpp keeps it as a symbol).
+//! - A pair listed twice keeps its first rank (llama.cpp's `emplace`); the crate would
+//!   keep the last.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use pseudo_vocab::PseudoVocab;
+use tokenizers::models::bpe::BPE;
+use tokenizers::Model;
 
 use crate::error::{CoreError, Result};
 
 const NO_TOKEN: u32 = u32::MAX;
 
 pub struct BpeModel {
-    /// Interned string id -> token id (NO_TOKEN when the string is only a merge part).
-    symbol_token: Vec<u32>,
-    symbol_index: HashMap<String, u32>,
-    /// (left symbol, right symbol) -> (rank, merged symbol).
-    merges: HashMap<(u32, u32), (u32, u32)>,
-    /// Token of each single ASCII byte, for the byte fallback.
+    model: BPE,
+    /// Number of real tokens; ids from here on are pseudo ids.
+    vocab_size: u32,
+    /// Texts of the pseudo ids, `vocab_size` first.
+    pseudo_texts: Vec<String>,
+    /// Token of each single ASCII byte, for the fallback.
     ascii_token: [u32; 128],
 }
 
-/// One symbol of the word being merged.
-#[derive(Clone, Copy)]
-struct Symbol {
-    /// Interned id of its text, or None for a character no merge mentions.
-    interned: Option<u32>,
-    start: usize,
-    end: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
-}
-
 impl BpeModel {
-    /// `token_index` maps token text to id (duplicates: the last id wins, as in llama.cpp);
-    /// `merges` are "left right" strings in rank order.
-    pub fn new(token_index: &HashMap<String, u32>, merges: &[String]) -> Result<Self> {
-        let mut model = Self {
-            symbol_token: Vec::with_capacity(token_index.len() + merges.len() / 4),
-            symbol_index: HashMap::with_capacity(token_index.len() + merges.len() / 4),
-            merges: HashMap::with_capacity(merges.len()),
-            ascii_token: [NO_TOKEN; 128],
-        };
-        for (text, &id) in token_index {
-            let sym = model.intern(text);
-            model.symbol_token[sym as usize] = id;
-        }
+    /// `tokens` are the token texts by id (the last id wins for a duplicated text, as in
+    /// llama.cpp); `merges` are "left right" strings in rank order; `byte_chars` are the
+    /// 256 characters byte-level spelling can produce.
+    pub fn new(tokens: &[String], merges: &[String], byte_chars: &[char]) -> Result<Self> {
+        let mut vocab = PseudoVocab::new(tokens);
+        let mut pairs = Vec::with_capacity(merges.len());
+        let mut seen = std::collections::HashSet::with_capacity(merges.len());
         for (rank, merge) in merges.iter().enumerate() {
             // llama.cpp splits at the first space after the first byte, so a merge whose
             // left part is a space spelled literally still parses.
@@ -58,106 +51,106 @@ impl BpeModel {
                 });
             };
             let (left, right) = (&merge[..split], &merge[split + 1..]);
-            let l = model.intern(left);
-            let r = model.intern(right);
-            let merged = model.intern(&format!("{left}{right}"));
-            model.merges.entry((l, r)).or_insert((rank as u32, merged));
+            if !seen.insert((left, right)) {
+                continue;
+            }
+            vocab.ensure(left);
+            vocab.ensure(right);
+            vocab.ensure(&merge_text(left, right));
+            pairs.push((left.to_owned(), right.to_owned()));
         }
-        for b in 0u8..128 {
-            if let Some(&id) = token_index.get((b as char).encode_utf8(&mut [0; 4]) as &str) {
-                model.ascii_token[b as usize] = id;
+        let mut buf = [0u8; 4];
+        for c in byte_chars {
+            vocab.ensure(c.encode_utf8(&mut buf));
+        }
+        let mut ascii_token = [NO_TOKEN; 128];
+        for (b, slot) in ascii_token.iter_mut().enumerate() {
+            if let Some(id) = vocab.real_id(&(b as u8 as char).to_string()) {
+                *slot = id;
             }
         }
-        Ok(model)
-    }
-
-    fn intern(&mut self, text: &str) -> u32 {
-        if let Some(&sym) = self.symbol_index.get(text) {
-            return sym;
-        }
-        let sym = self.symbol_token.len() as u32;
-        self.symbol_token.push(NO_TOKEN);
-        self.symbol_index.insert(text.to_owned(), sym);
-        sym
+        let (map, pseudo_texts) = vocab.finish();
+        let model = BPE::builder()
+            .vocab_and_merges(map, pairs)
+            .build()
+            .map_err(|e| CoreError::Tokenizer {
+                message: format!("cannot build the BPE model: {e}"),
+            })?;
+        Ok(Self {
+            model,
+            vocab_size: tokens.len() as u32,
+            pseudo_texts,
+            ascii_token,
+        })
     }
 
     /// Appends the tokens of one pre-tokenized, byte-level spelled word to `out`.
     pub fn encode_word(&self, word: &str, out: &mut Vec<u32>) {
-        let mut symbols: Vec<Symbol> = Vec::with_capacity(word.len());
-        let mut buf = [0u8; 4];
-        for (start, c) in word.char_indices() {
-            let idx = symbols.len();
-            symbols.push(Symbol {
-                interned: self
-                    .symbol_index
-                    .get(c.encode_utf8(&mut buf) as &str)
-                    .copied(),
-                start,
-                end: start + c.len_utf8(),
-                prev: idx.checked_sub(1),
-                next: None,
-            });
-            if idx > 0 {
-                symbols[idx - 1].next = Some(idx);
-            }
-        }
-
-        // (rank, left index, right index, left symbol, right symbol): the heap pops the
-        // lowest rank, then the leftmost pair; stale entries are detected by the symbols.
-        let mut queue = BinaryHeap::new();
-        let candidate = |symbols: &[Symbol], left: usize, right: usize| {
-            let (l, r) = (symbols[left].interned?, symbols[right].interned?);
-            let &(rank, _) = self.merges.get(&(l, r))?;
-            Some(Reverse((rank, left, right, l, r)))
+        // Every character of `word` is in the model's vocabulary, and the model has no
+        // dropout, so tokenizing cannot fail.
+        let Ok(tokens) = self.model.tokenize(word) else {
+            unreachable!("BPE without unknown characters or dropout cannot fail");
         };
-        for left in 1..symbols.len() {
-            queue.extend(candidate(&symbols, left - 1, left));
-        }
-        while let Some(Reverse((_, left, right, l, r))) = queue.pop() {
-            if symbols[left].interned != Some(l)
-                || symbols[right].interned != Some(r)
-                || symbols[left].next != Some(right)
-            {
+        for token in tokens {
+            if token.id < self.vocab_size {
+                out.push(token.id);
                 continue;
             }
-            let (_, merged) = self.merges[&(l, r)];
-            let right_sym = symbols[right];
-            symbols[right].interned = None;
-            symbols[right].start = right_sym.end; // now empty
-            let left_sym = &mut symbols[left];
-            left_sym.interned = Some(merged);
-            left_sym.end = right_sym.end;
-            left_sym.next = right_sym.next;
-            if let Some(n) = right_sym.next {
-                symbols[n].prev = Some(left);
+            let text = &self.pseudo_texts[(token.id - self.vocab_size) as usize];
+            out.extend(
+                text.bytes()
+                    .filter(u8::is_ascii)
+                    .map(|b| self.ascii_token[b as usize])
+                    .filter(|&t| t != NO_TOKEN),
+            );
+        }
+    }
+}
+
+fn merge_text(left: &str, right: &str) -> String {
+    let mut s = String::with_capacity(left.len() + right.len());
+    s.push_str(left);
+    s.push_str(right);
+    s
+}
+
+mod pseudo_vocab {
+    use tokenizers::models::bpe::Vocab;
+
+    /// Token text -> id, growing pseudo ids past the real vocabulary on demand.
+    pub struct PseudoVocab {
+        map: Vocab,
+        real: u32,
+        pseudo: Vec<String>,
+    }
+
+    impl PseudoVocab {
+        pub fn new(tokens: &[String]) -> Self {
+            let mut map = Vocab::with_capacity(tokens.len() + 256);
+            for (id, text) in tokens.iter().enumerate() {
+                map.insert(text.clone(), id as u32);
             }
-            if let Some(p) = symbols[left].prev {
-                queue.extend(candidate(&symbols, p, left));
-            }
-            if let Some(n) = symbols[left].next {
-                queue.extend(candidate(&symbols, left, n));
+            Self {
+                map,
+                real: tokens.len() as u32,
+                pseudo: Vec::new(),
             }
         }
 
-        let mut cursor = if symbols.is_empty() { None } else { Some(0) };
-        while let Some(i) = cursor {
-            let sym = symbols[i];
-            let token = sym
-                .interned
-                .map_or(NO_TOKEN, |s| self.symbol_token[s as usize]);
-            if token != NO_TOKEN {
-                out.push(token);
-            } else {
-                // llama.cpp looks each byte up as a one-byte token and skips misses.
-                out.extend(
-                    word.as_bytes()[sym.start..sym.end]
-                        .iter()
-                        .filter(|b| b.is_ascii())
-                        .map(|&b| self.ascii_token[b as usize])
-                        .filter(|&t| t != NO_TOKEN),
-                );
+        pub fn ensure(&mut self, text: &str) {
+            if !self.map.contains_key(text) {
+                let id = self.real + self.pseudo.len() as u32;
+                self.map.insert(text.to_owned(), id);
+                self.pseudo.push(text.to_owned());
             }
-            cursor = sym.next;
+        }
+
+        pub fn real_id(&self, text: &str) -> Option<u32> {
+            self.map.get(text).copied().filter(|&id| id < self.real)
+        }
+
+        pub fn finish(self) -> (Vocab, Vec<String>) {
+            (self.map, self.pseudo)
         }
     }
 }
@@ -167,16 +160,9 @@ mod tests {
     use super::*;
 
     fn model(tokens: &[&str], merges: &[&str]) -> BpeModel {
-        let index = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.to_string(), i as u32))
-            .collect();
-        BpeModel::new(
-            &index,
-            &merges.iter().map(|m| m.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap()
+        let tokens: Vec<String> = tokens.iter().map(|t| t.to_string()).collect();
+        let merges: Vec<String> = merges.iter().map(|m| m.to_string()).collect();
+        BpeModel::new(&tokens, &merges, &[]).unwrap()
     }
 
     fn encode(m: &BpeModel, word: &str) -> Vec<u32> {
@@ -197,9 +183,26 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicated_merge_keeps_its_first_rank() {
+        // "b c" listed again after "a b": its first rank (0) still beats "a b".
+        let m = model(&["a", "b", "c", "ab", "bc"], &["b c", "a b", "b c"]);
+        assert_eq!(encode(&m, "abc"), [0, 4]);
+    }
+
+    #[test]
+    fn merges_through_strings_outside_the_vocabulary() {
+        // "xy" is no token, yet "x y" then "xy z" merge to the token "xyz".
+        let m = model(&["x", "y", "z", "xyz"], &["x y", "xy z"]);
+        assert_eq!(encode(&m, "xyz"), [3]);
+        // A word ending on the pseudo symbol "xy" falls back to its ASCII bytes.
+        assert_eq!(encode(&m, "xy"), [0, 1]);
+    }
+
+    #[test]
     fn unknown_characters_fall_back_to_ascii_bytes_or_vanish() {
         let m = model(&["x", "y"], &[]);
         assert_eq!(encode(&m, "xzy"), [0, 1]);
-        assert!(BpeModel::new(&HashMap::new(), &["nospace".to_string()]).is_err());
+        assert_eq!(encode(&m, "xéy"), [0, 1]);
+        assert!(BpeModel::new(&[], &["nospace".to_string()], &[]).is_err());
     }
 }

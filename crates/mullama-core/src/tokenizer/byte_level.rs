@@ -35,6 +35,11 @@ impl ByteLevel {
         }
     }
 
+    /// The 256 characters bytes are spelled as, in byte order.
+    pub fn chars(&self) -> &[char] {
+        &self.byte_to_char
+    }
+
     /// Appends the byte-level spelling of `text` to `out`.
     pub fn encode_into(&self, text: &str, out: &mut String) {
         for &b in text.as_bytes() {

@@ -210,8 +210,8 @@ impl Tokenizer {
         end_of_generation.sort_unstable();
         end_of_generation.dedup();
 
-        let bpe = BpeModel::new(&token_index, &src.merges)?;
         let byte_level = ByteLevel::new();
+        let bpe = BpeModel::new(&src.tokens, &src.merges, byte_level.chars())?;
         let specials = SpecialTokens::new(
             (0..n)
                 .filter_map(|id| match kinds[id] {
