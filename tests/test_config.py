@@ -5,6 +5,7 @@ import math
 import pickle
 
 import pytest
+
 from mullama import ConfigError, MullamaError, StreamConfig
 
 pytestmark = pytest.mark.timeout(30)

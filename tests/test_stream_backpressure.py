@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+
 from mullama import StreamConfig
 from mullama._core import PieceTable, open_stream
 from mullama.testing import stream_from_pieces

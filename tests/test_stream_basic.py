@@ -5,6 +5,7 @@ import socket
 import threading
 
 import pytest
+
 from mullama import StreamConfig, Token, TokenStream
 from mullama._core import PieceTable, TokenProducer, open_stream, spawn_piece_producer
 from mullama.testing import stream_from_pieces

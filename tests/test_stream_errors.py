@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+
 from mullama import GenerationError, MullamaError, StreamConfig, StreamTimeoutError
 from mullama._core import PieceTable, open_stream
 

@@ -5,6 +5,7 @@ import os
 import threading
 
 import pytest
+
 from mullama import StreamConfig
 from mullama._core import PieceTable, open_stream
 from mullama.testing import stream_from_pieces

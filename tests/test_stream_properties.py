@@ -4,6 +4,7 @@ everything, cut at the earliest-starting stop", and every released prefix is fin
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
 from mullama import StreamConfig
 from mullama.testing import stream_from_pieces
 

@@ -5,8 +5,9 @@ import ast
 import inspect
 from pathlib import Path
 
-import mullama
 import pytest
+
+import mullama
 from mullama import _core
 
 STUB = Path(mullama.__file__).with_name("_core.pyi")

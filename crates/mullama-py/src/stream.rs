@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mullama_core::{
     token_stream, Batch, CoreError, FinishReason, PieceTable, PushOutcome, StreamConfig,
@@ -29,8 +29,8 @@ use crate::vocab::{type_name, vocab_pieces, PyPieceTable};
 /// How long one blocking wait lasts before the consumer checks for Ctrl+C.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Polls of the channel before a read parks (about 10-20 microseconds in all).
-const SPIN_ROUNDS: u32 = 40;
+/// How long a read polls the channel before it parks.
+const SPIN_FOR: Duration = Duration::from_micros(30);
 
 /// Most events taken from the core under one lock. Taken events no longer count against
 /// buffer_size, so the batch is capped by it too: at most 2 * buffer_size events are ever
@@ -333,16 +333,22 @@ impl PyTokenStream {
     /// otherwise cost more than the event itself); a stalled producer costs this only once
     /// per read.
     fn spin_for_events(&self) -> Option<mullama_core::error::Result<Batch>> {
-        for round in 0..SPIN_ROUNDS {
-            for _ in 0..(1u32 << round.min(6)) {
+        let start = Instant::now();
+        let mut pause = 1u32;
+        loop {
+            for _ in 0..pause {
                 std::hint::spin_loop();
             }
             match self.consumer.try_next_batch(self.batch) {
                 Ok(Batch::Empty) => {}
                 ready => return Some(ready),
             }
+            if start.elapsed() >= SPIN_FOR {
+                return None;
+            }
+            // Back off so the producer gets the channel lock between polls.
+            pause = (pause * 2).min(64);
         }
-        None
     }
 
     fn stop_producer_thread(&self, py: Python<'_>) {
