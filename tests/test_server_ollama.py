@@ -1,4 +1,7 @@
-"""The Ollama-compatible routes, driven by the official `ollama` SDK and raw httpx."""
+"""The Ollama-compatible routes, driven by the official `ollama` SDK and raw httpx.
+
+The server serves the tiny random-weight model; `test_default_model_chat` runs the SDK's chat
+against SmolLM2."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import pytest
 
 pytest_plugins = ["server_fixtures"]
 
-MODEL_NAME = "smollm2"
+MODEL_NAME = "tiny"
 pytestmark = pytest.mark.timeout(120)
 
 OPTIONS = {"temperature": 0, "num_predict": 16}
@@ -74,6 +77,19 @@ def test_num_predict_and_stop(client):
     assert short.done_reason == "length"
     assert short.eval_count == 3
 
+    reference = client.generate(model=MODEL_NAME, prompt="Count to ten.", options=OPTIONS)
+    text = reference.response
+    stop = next(
+        text[i : i + 2]
+        for i in range(3, len(text) - 2)
+        if text[i : i + 2].isascii() and text[i : i + 2].isprintable()
+    )
+    stopped = client.generate(
+        model=MODEL_NAME, prompt="Count to ten.", options={**OPTIONS, "stop": [stop]}
+    )
+    assert stopped.response == text[: text.index(stop)]
+    assert stopped.done_reason == "stop"
+
 
 def test_ndjson_lines(server):
     body = {"model": MODEL_NAME, "prompt": "Hi", "options": OPTIONS}
@@ -109,3 +125,20 @@ def test_bad_option_is_400(client):
 def test_empty_prompt_loads_the_model(client):
     reply = client.generate(model=MODEL_NAME, prompt="")
     assert reply.done and reply.done_reason == "load"
+
+
+def test_default_model_chat(default_server):
+    """The SDK's streaming chat against SmolLM2: a real reply, timings in the last part."""
+    client = ollama.Client(host=default_server.url)
+    parts = list(
+        client.chat(
+            model="smollm2:latest",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            options={"temperature": 0, "num_predict": 8},
+            stream=True,
+        )
+    )
+    text = "".join(p.message.content for p in parts)
+    assert "Paris" in text, text
+    assert parts[-1].done and 1 <= parts[-1].eval_count <= 8
+    assert parts[-1].prompt_eval_count > 5

@@ -1,4 +1,7 @@
-"""The OpenAI-compatible routes, driven by the official `openai` SDK and raw httpx."""
+"""The OpenAI-compatible routes, driven by the official `openai` SDK and raw httpx.
+
+The server serves the tiny random-weight model (replies are byte soup, deterministic under
+greedy decoding); `test_default_model_chat_stream` runs the SDK against SmolLM2."""
 
 from __future__ import annotations
 
@@ -10,7 +13,9 @@ import pytest
 
 pytest_plugins = ["server_fixtures"]
 
-MODEL_NAME = "smollm2"
+MODEL_NAME = "tiny"
+# A raw prompt whose greedy tiny-model continuation runs long (no end-of-generation token).
+LONG_RAW = "1, 2, 3, 4,"
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,10 +76,9 @@ def test_completions_streaming_equals_non_streaming(client):
 
 
 def test_completions_default_to_16_tokens(client):
-    whole = client.completions.create(model=MODEL_NAME, prompt="1, 2, 3, 4,", temperature=0)
-    assert whole.usage.completion_tokens <= 16
-    if whole.choices[0].finish_reason == "length":
-        assert whole.usage.completion_tokens == 16
+    whole = client.completions.create(model=MODEL_NAME, prompt=LONG_RAW, temperature=0)
+    assert whole.choices[0].finish_reason == "length"
+    assert whole.usage.completion_tokens == 16
 
 
 def test_max_tokens_gives_finish_reason_length(client):
@@ -96,13 +100,17 @@ def test_chat_logprobs_and_top_logprobs(client):
     )
     content = whole.choices[0].logprobs.content
     assert len(content) == whole.usage.completion_tokens
-    assert "".join(entry.token for entry in content) == whole.choices[0].message.content
+    # A token may hold part of a UTF-8 character: its bytes, joined, spell the reply.
+    joined = b"".join(bytes(entry.bytes) for entry in content)
+    assert joined.decode("utf-8", "replace") == whole.choices[0].message.content
     for entry in content:
         assert entry.logprob <= 0
         assert len(entry.top_logprobs) == 3
         # Greedy: the chosen token is the likeliest one.
         assert entry.top_logprobs[0].token == entry.token
+        assert entry.top_logprobs[0].bytes == entry.bytes
         assert entry.top_logprobs[0].logprob == pytest.approx(entry.logprob, abs=1e-4)
+        assert entry.top_logprobs[0].logprob >= entry.top_logprobs[1].logprob
         assert bytes(entry.bytes).decode("utf-8", "replace") == entry.token
 
     stream = client.chat.completions.create(
@@ -128,19 +136,27 @@ def test_completion_logprobs(client):
         model=MODEL_NAME, prompt="Hello", logprobs=2, temperature=0, max_tokens=5
     )
     logprobs = whole.choices[0].logprobs
-    assert "".join(logprobs.tokens) == whole.choices[0].text
+    assert len(logprobs.tokens) == whole.usage.completion_tokens == 5
     assert len(logprobs.token_logprobs) == len(logprobs.tokens) == len(logprobs.top_logprobs)
-    assert all(len(top) <= 2 for top in logprobs.top_logprobs)
+    assert all(1 <= len(top) <= 2 for top in logprobs.top_logprobs)
+    assert all(lp <= 0 for lp in logprobs.token_logprobs)
     assert logprobs.text_offset[0] == 0
+    offsets = [0]
+    for token in logprobs.tokens[:-1]:
+        offsets.append(offsets[-1] + len(token))
+    assert logprobs.text_offset == offsets
 
 
 @pytest.mark.parametrize("as_list", [False, True])
 def test_stop_as_string_or_list(client, as_list):
     reference = client.chat.completions.create(model=MODEL_NAME, messages=MESSAGES, **GREEDY)
     text = reference.choices[0].message.content
-    words = text.split()
-    assert len(words) >= 3, text
-    stop_word = words[2]
+    # A stop text from inside the reply: the result must end right before its first match.
+    stop_word = next(
+        text[i : i + 2]
+        for i in range(3, len(text) - 2)
+        if text[i : i + 2].isascii() and text[i : i + 2].isprintable()
+    )
     cut = text[: text.index(stop_word)]
     stop = [stop_word, "never-appears-xyz"] if as_list else stop_word
     for streamed in (False, True):
@@ -172,7 +188,9 @@ def test_seed_makes_sampling_reproducible(client):
             .message.content
         )
 
-    assert sample(7) == sample(7)
+    first = sample(7)
+    assert sample(7) == first
+    assert sample(8) != first
 
 
 def test_raw_sse_stream(server):
@@ -190,6 +208,24 @@ def test_raw_sse_stream(server):
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert len({c["id"] for c in chunks}) == 1
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_default_model_chat_stream(default_server):
+    """The SDK streams a real reply from SmolLM2, with the usage chunk at the end."""
+    client = openai.OpenAI(base_url=default_server.url + "/v1", api_key="unused", max_retries=0)
+    chunks = list(
+        client.chat.completions.create(
+            model="smollm2",
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            temperature=0,
+            max_tokens=8,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "Paris" in text, text
+    assert 1 <= chunks[-1].usage.completion_tokens <= 8
 
 
 # -- errors ------------------------------------------------------------------------------------

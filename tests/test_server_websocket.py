@@ -1,4 +1,5 @@
-"""WebSocket /v1/ws with the `websockets` client: tokens, done, cancel, errors."""
+"""WebSocket /v1/ws with the `websockets` client: tokens, done, cancel, errors (on the tiny
+random-weight model)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import time
 from contextlib import contextmanager
 from typing import Any, BinaryIO, TextIO
 
-PROGRESS_INTERVAL_S = 2.0
+PROGRESS_INTERVAL_S = 1.0
 
 
 class TextOut:
@@ -63,26 +63,21 @@ def loading_line(name: str, *, verbose: bool):
         status(f"loaded {name} in {time.perf_counter() - started:.2f} s")
 
 
-class ProgressTicker:
-    """With --verbose and stdout not a terminal, a progress line every few seconds."""
+class ProgressReporter:
+    """--verbose progress updates on stderr (an `on_progress` callback): how many tokens so
+    far, how fast, how long; also while the model is still reading the prompt."""
 
-    def __init__(self, enabled: bool, interval_s: float = PROGRESS_INTERVAL_S) -> None:
-        self.enabled = enabled and not _stdout_is_tty()
-        self.interval_s = interval_s
-        self.started = time.perf_counter()
-        self._next = self.started + interval_s
-
-    def tick(self, event: Any) -> None:
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if now < self._next:
-            return
-        self._next = now + self.interval_s
+    def __call__(self, progress: Any) -> None:
         status(
-            f"progress: {event.generation_tokens} tokens, {event.generation_tps:.1f} tok/s, "
-            f"{now - self.started:.1f} s"
+            f"progress: {progress.tokens} tokens, {progress.tokens_per_second:.1f} tok/s, "
+            f"{progress.elapsed_s:.1f} s"
         )
+
+
+def progress_reporter(verbose: bool) -> ProgressReporter | None:
+    """A reporter with --verbose, unless stdout is a terminal (the lines would break up the
+    reply on screen; the final statistics line still comes)."""
+    return ProgressReporter() if verbose and not _stdout_is_tty() else None
 
 
 def _stdout_is_tty() -> bool:

@@ -8,7 +8,14 @@ from typing import Any
 
 from mullama.cli import models
 from mullama.cli.exit_codes import ExitCode, UsageError
-from mullama.cli.output import ProgressTicker, TextOut, loading_line, stats_line, status
+from mullama.cli.output import (
+    PROGRESS_INTERVAL_S,
+    TextOut,
+    loading_line,
+    progress_reporter,
+    stats_line,
+    status,
+)
 from mullama.cli.parser import config_overrides
 
 
@@ -35,7 +42,8 @@ def load_model(args: argparse.Namespace) -> tuple[str, Any]:
 def make_config(args: argparse.Namespace) -> Any:
     from mullama import StreamConfig
 
-    return StreamConfig(**config_overrides(args))
+    # No deadline unless --timeout: a long reply on a slow machine is not an error.
+    return StreamConfig(**{"timeout_ms": 0, **config_overrides(args)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,12 +60,16 @@ def run(args: argparse.Namespace) -> int:
     from mullama.context import Context
 
     context = Context(model)
+    reporter = progress_reporter(args.verbose)
+    progress = (
+        {"on_progress": reporter, "progress_interval_s": PROGRESS_INTERVAL_S} if reporter else {}
+    )
     if args.raw:
-        stream = context.generate_stream(prompt, config)
+        stream = context.generate_stream(prompt, config, **progress)
     else:
         messages = [{"role": "system", "content": args.system}] if args.system else []
         messages.append({"role": "user", "content": prompt})
-        stream = context.generate_stream(config=config, messages=messages)
+        stream = context.generate_stream(config=config, messages=messages, **progress)
     out = TextOut()
     return stream_reply(stream, out, buffered=args.no_stream, verbose=args.verbose)
 
@@ -65,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
 def stream_reply(stream: Any, out: TextOut, *, buffered: bool, verbose: bool) -> int:
     """Copies the stream to `out`; returns the exit code. Ctrl+C and a closed pipe stop the
     generation (closing the stream stops the forward pass)."""
-    ticker = ProgressTicker(verbose)
     parts: list[str] = []
     last = None
     try:
@@ -76,7 +87,6 @@ def stream_reply(stream: Any, out: TextOut, *, buffered: bool, verbose: bool) ->
                     parts.append(event.text)
                 else:
                     out.write(event.text)
-                ticker.tick(event)
             finish_reason = stream.finish_reason
         if buffered:
             out.write("".join(parts))
