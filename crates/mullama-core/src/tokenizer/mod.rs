@@ -1,10 +1,14 @@
 //! The tokenizer: text <-> token ids, reproducing llama.cpp's tokenization exactly.
 //!
 //! llama.cpp's `src/llama-vocab.cpp` and `src/unicode.cpp` are the reference. Encoding a
-//! text runs: special-token partitioning (`special`), then per text fragment the
-//! pre-tokenizer named by `tokenizer.ggml.pre` (`pretokenize`), GPT-2 byte-level spelling
-//! (`byte_level`) and rank-ordered BPE merges (`bpe`). Decoding concatenates each
-//! token's raw bytes, precomputed at construction so `piece(id)` is O(1) for streaming.
+//! text runs special-token partitioning (`special`), then per text fragment either
+//! - byte-level BPE (`tokenizer.ggml.model = "gpt2"`): the pre-tokenizer named by
+//!   `tokenizer.ggml.pre` (`pretokenize`), GPT-2 byte-level spelling (`byte_level`) and
+//!   rank-ordered merges by the `tokenizers` crate (`bpe`), or
+//! - SentencePiece (`"llama"`): spaces spelled U+2581 and score-ordered merges (`spm`).
+//!
+//! Decoding concatenates each token's raw bytes, precomputed at construction so
+//! `piece(id)` is O(1) for streaming.
 //!
 //! Pieces follow llama.cpp's `token_to_piece`: by default (`TokenPieces::piece`, like
 //! `special = false`) control and unknown tokens render as nothing, so `<|im_end|>` never
@@ -18,6 +22,7 @@ mod byte_level;
 mod hf_json;
 mod pretokenize;
 mod special;
+mod spm;
 mod unicode;
 mod vocab_source;
 
@@ -34,6 +39,23 @@ pub use vocab_source::VocabSource;
 use bpe::BpeModel;
 use byte_level::ByteLevel;
 use special::{Fragment, SpecialTokens};
+use spm::SpmModel;
+
+/// SentencePiece's visible space.
+const SPM_SPACE: &str = "\u{2581}";
+
+/// How text fragments become tokens (boxed: both hold kilobyte-sized lookup tables).
+enum Model {
+    ByteLevelBpe {
+        bpe: Box<BpeModel>,
+        pre: PreTokenizer,
+        byte_level: Box<ByteLevel>,
+    },
+    SentencePiece {
+        spm: Box<SpmModel>,
+        add_space_prefix: bool,
+    },
+}
 
 /// A token's role, from `tokenizer.ggml.token_type` (same codes as llama.cpp).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +119,7 @@ const END_OF_TURN_TEXTS: &[&str] = &[
 
 /// A ready tokenizer. Cheap to share (`Arc<Tokenizer>`); all methods take `&self`.
 pub struct Tokenizer {
-    bpe: BpeModel,
-    pre: PreTokenizer,
-    byte_level: ByteLevel,
+    model: Model,
     texts: Vec<String>,
     kinds: Vec<TokenKind>,
     specials: SpecialTokens,
@@ -120,6 +140,7 @@ impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokenizer")
             .field("vocab_size", &self.texts.len())
+            .field("model", &self.model_name())
             .field("pre", &self.pre_name)
             .field("bos", &self.bos)
             .field("eos", &self.eos)
@@ -154,14 +175,16 @@ impl Tokenizer {
     /// Builds a tokenizer from an explicit vocabulary description.
     pub fn from_source(src: VocabSource) -> Result<Self> {
         let err = |message: String| CoreError::Tokenizer { message };
-        if src.model != "gpt2" {
-            return Err(err(format!(
-                "tokenizer model {:?} is not supported (only byte-level BPE, \"gpt2\")",
-                src.model
-            )));
-        }
-        let pre = PreTokenizer::from_gguf_name(&src.pre)
-            .ok_or_else(|| err(format!("pre-tokenizer {:?} is not supported", src.pre)))?;
+        let is_spm = match src.model.as_str() {
+            "gpt2" => false,
+            "llama" => true,
+            other => {
+                return Err(err(format!(
+                    "tokenizer model {other:?} is not supported \
+                     (only byte-level BPE \"gpt2\" and SentencePiece \"llama\")"
+                )))
+            }
+        };
         let n = src.tokens.len();
         if n == 0 {
             return Err(err("the vocabulary is empty".into()));
@@ -210,8 +233,23 @@ impl Tokenizer {
         end_of_generation.sort_unstable();
         end_of_generation.dedup();
 
-        let byte_level = ByteLevel::new();
-        let bpe = BpeModel::new(&src.tokens, &src.merges, byte_level.chars())?;
+        let model = if is_spm {
+            Model::SentencePiece {
+                spm: Box::new(SpmModel::new(&src.tokens, &src.scores)?),
+                // llama.cpp's SentencePiece defaults when the file does not say.
+                add_space_prefix: src.add_space_prefix.unwrap_or(true),
+            }
+        } else {
+            let pre = PreTokenizer::from_gguf_name(&src.pre)
+                .ok_or_else(|| err(format!("pre-tokenizer {:?} is not supported", src.pre)))?;
+            let byte_level = Box::new(ByteLevel::new());
+            Model::ByteLevelBpe {
+                bpe: Box::new(BpeModel::new(&src.tokens, &src.merges, byte_level.chars())?),
+                pre,
+                byte_level,
+            }
+        };
+        let add_bos_default = is_spm;
         let specials = SpecialTokens::new(
             (0..n)
                 .filter_map(|id| match kinds[id] {
@@ -227,22 +265,29 @@ impl Tokenizer {
         let mut piece_bytes = Vec::with_capacity(n * 6);
         let mut piece_ends = Vec::with_capacity(n);
         for (text, &kind) in src.tokens.iter().zip(&kinds) {
-            match kind {
-                TokenKind::Normal => piece_bytes.extend(byte_level.decode(text)),
-                TokenKind::UserDefined | TokenKind::Byte => {
+            match (kind, &model) {
+                (TokenKind::Normal, Model::ByteLevelBpe { byte_level, .. }) => {
+                    piece_bytes.extend(byte_level.decode(text))
+                }
+                (TokenKind::Normal, Model::SentencePiece { .. }) => {
+                    piece_bytes.extend_from_slice(text.replace(SPM_SPACE, " ").as_bytes())
+                }
+                (TokenKind::Byte, Model::SentencePiece { .. }) => match spm_byte(text) {
+                    Some(b) => piece_bytes.push(b),
+                    None => piece_bytes.extend_from_slice(text.as_bytes()),
+                },
+                (TokenKind::UserDefined | TokenKind::Byte, _) => {
                     piece_bytes.extend_from_slice(text.as_bytes())
                 }
                 // Rendered only on request (`piece_with_special`), as in llama.cpp.
-                TokenKind::Control | TokenKind::Unknown => {}
-                TokenKind::Unused | TokenKind::Undefined => {}
+                (TokenKind::Control | TokenKind::Unknown, _) => {}
+                (TokenKind::Unused | TokenKind::Undefined, _) => {}
             }
             piece_ends.push(piece_bytes.len());
         }
 
         Ok(Self {
-            bpe,
-            pre,
-            byte_level,
+            model,
             texts: src.tokens,
             kinds,
             specials,
@@ -252,7 +297,7 @@ impl Tokenizer {
             eos,
             eot,
             end_of_generation,
-            add_bos: src.add_bos.unwrap_or(false) && bos.is_some(),
+            add_bos: src.add_bos.unwrap_or(add_bos_default) && bos.is_some(),
             add_eos: src.add_eos.unwrap_or(false) && eos.is_some(),
             chat_template: src.chat_template,
             pre_name: src.pre,
@@ -268,19 +313,49 @@ impl Tokenizer {
             out.extend(self.bos);
         }
         let mut spelled = String::new();
+        let mut after_special = true;
         for fragment in self.specials.partition(text, parse_special) {
-            match fragment {
-                Fragment::Token(id) => out.push(id),
-                Fragment::Text(range) => {
-                    let fragment_text = &text[range];
-                    for word in self.pre.split(fragment_text) {
+            let range = match fragment {
+                Fragment::Token(id) => {
+                    out.push(id);
+                    after_special = true;
+                    continue;
+                }
+                Fragment::Text(range) => range,
+            };
+            let fragment_text = &text[range];
+            match &self.model {
+                Model::ByteLevelBpe {
+                    bpe,
+                    pre,
+                    byte_level,
+                } => {
+                    for word in pre.split(fragment_text) {
                         spelled.clear();
-                        self.byte_level
-                            .encode_into(&fragment_text[word], &mut spelled);
-                        self.bpe.encode_word(&spelled, &mut out);
+                        byte_level.encode_into(&fragment_text[word], &mut spelled);
+                        bpe.encode_word(&spelled, &mut out);
                     }
                 }
+                Model::SentencePiece {
+                    spm,
+                    add_space_prefix,
+                } => {
+                    // llama.cpp prefixes the space to every fragment that follows a
+                    // special token (or starts the text), not only to the first one.
+                    spelled.clear();
+                    if *add_space_prefix && after_special {
+                        spelled.push_str(SPM_SPACE);
+                    }
+                    for (i, part) in fragment_text.split(' ').enumerate() {
+                        if i > 0 {
+                            spelled.push_str(SPM_SPACE);
+                        }
+                        spelled.push_str(part);
+                    }
+                    spm.encode(&spelled, &mut out);
+                }
             }
+            after_special = false;
         }
         if add_special && self.add_eos {
             out.extend(self.eos);
@@ -368,6 +443,14 @@ impl Tokenizer {
         self.chat_template.as_deref()
     }
 
+    /// `tokenizer.ggml.model`: "gpt2" (byte-level BPE) or "llama" (SentencePiece).
+    pub fn model_name(&self) -> &str {
+        match self.model {
+            Model::ByteLevelBpe { .. } => "gpt2",
+            Model::SentencePiece { .. } => "llama",
+        }
+    }
+
     /// The `tokenizer.ggml.pre` name this tokenizer follows.
     pub fn pre_tokenizer_name(&self) -> &str {
         &self.pre_name
@@ -392,6 +475,15 @@ impl Tokenizer {
             .filter(|&id| self.is_control(id))
             .collect()
     }
+}
+
+/// The byte a SentencePiece byte token `<0xNN>` stands for.
+fn spm_byte(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
 }
 
 impl TokenPieces for Tokenizer {

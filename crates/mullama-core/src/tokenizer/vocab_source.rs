@@ -8,7 +8,7 @@ use crate::gguf::GgufMetadata;
 /// Everything needed to build a tokenizer, independent of the file it came from.
 #[derive(Debug, Clone, Default)]
 pub struct VocabSource {
-    /// `tokenizer.ggml.model`: "gpt2" (byte-level BPE) is supported.
+    /// `tokenizer.ggml.model`: "gpt2" (byte-level BPE) or "llama" (SentencePiece).
     pub model: String,
     /// `tokenizer.ggml.pre`, e.g. "smollm".
     pub pre: String,
@@ -17,6 +17,10 @@ pub struct VocabSource {
     pub kinds: Vec<TokenKind>,
     /// BPE merges, "left right", in rank order.
     pub merges: Vec<String>,
+    /// SentencePiece token scores by id (empty for BPE).
+    pub scores: Vec<f32>,
+    /// SentencePiece: prefix each text with a space (`tokenizer.ggml.add_space_prefix`).
+    pub add_space_prefix: Option<bool>,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     pub eot: Option<u32>,
@@ -62,6 +66,15 @@ impl VocabSource {
                 .to_vec(),
             None => Vec::new(),
         };
+        let scores = match meta.get("tokenizer.ggml.scores") {
+            Some(_) => meta
+                .get_array("tokenizer.ggml.scores")
+                .and_then(|a| a.to_f32_vec())
+                .ok_or_else(|| {
+                    tokenizer_error("tokenizer.ggml.scores is not a number array".into())
+                })?,
+            None => Vec::new(),
+        };
         let id = |key: &str| -> Result<Option<u32>> {
             match meta.get(key) {
                 None => Ok(None),
@@ -84,6 +97,8 @@ impl VocabSource {
             tokens,
             kinds,
             merges,
+            scores,
+            add_space_prefix: meta.get_bool("tokenizer.ggml.add_space_prefix"),
             bos: id("tokenizer.ggml.bos_token_id")?,
             eos: id("tokenizer.ggml.eos_token_id")?,
             eot: id("tokenizer.ggml.eot_token_id")?,
