@@ -2,7 +2,7 @@
 same GGUF, when it is installed): aggregate tokens/s, p50/p99 time to first token and p50/p99
 gap between tokens, as a table.
 
-    python benchmarks/bench_server.py [--clients 8] [--max-tokens 64]
+    python benchmarks/bench_server.py [--clients 8] [--max-tokens 32]
 """
 
 from __future__ import annotations
@@ -132,9 +132,13 @@ def run_server(
     name: str, command: list[str], port: int, model: str, clients: list[int], max_tokens: int
 ) -> list[tuple[str, dict[str, float]]]:
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_healthy(url, proc)
+        try:
+            wait_healthy(url, proc)
+        except RuntimeError as exc:
+            last = (proc.stderr.read() if proc.stderr else "").strip().splitlines()[-1:]
+            raise RuntimeError(f"{exc}: {' '.join(last)}") from exc
         return [(name, asyncio.run(load(url, model, n, max_tokens))) for n in clients]
     finally:
         proc.terminate()
@@ -157,7 +161,7 @@ def default_gguf() -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
     levels = sorted({1, args.clients})
     gguf = default_gguf()
@@ -190,7 +194,11 @@ def main() -> None:
             "--n_ctx",
             "4096",
         ]
-        rows += run_server("llama-cpp-python", llama, port, str(gguf), levels, args.max_tokens)
+        try:
+            rows += run_server("llama-cpp-python", llama, port, str(gguf), levels, args.max_tokens)
+        except (RuntimeError, TimeoutError) as exc:
+            # e.g. installed without its [server] extra (fastapi, sse-starlette, ...)
+            print(f"(llama-cpp-python's server did not run: {exc})\n")
     else:
         print("(llama-cpp-python is not installed: its server is not measured)\n")
 

@@ -6,4 +6,4 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
 source "$repo/scripts/bootstrap.sh"
 prompt="${1:-Write a short poem about the sea.}"
-exec python -m mullama.demo "$prompt"
+exec mullama run "$prompt"

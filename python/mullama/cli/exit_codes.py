@@ -58,6 +58,13 @@ def describe(exc: BaseException) -> str:
         return "interrupted"
     if isinstance(exc, StreamTimeoutError):
         return f"generation timed out: {exc}"
+    if isinstance(exc, ContextLengthError) and hasattr(exc, "n_ctx"):
+        # The library's message suggests API arguments; say it in flags.
+        return (
+            f"the prompt ({exc.prompt_tokens} tokens) plus --max-tokens {exc.max_tokens} does "
+            f"not fit in the model's context of {exc.n_ctx} tokens: shorten the prompt or "
+            "lower --max-tokens"
+        )
     if isinstance(exc, MullamaError | UsageError):
         return str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {exc}"
