@@ -190,7 +190,7 @@ async def test_a_slow_reader_pauses_the_forward_pass(model: Model):
             await stream.__anext__()
             consumed += 1
             paused_at = await wait_for_plateau(lambda: stream.tokens_generated)
-            assert buffer_size <= paused_at - consumed <= 2 * buffer_size + 1
+            assert 1 <= paused_at - consumed <= buffer_size + 1
             job = ctx.context._job
             assert job is not None and job.is_running()  # blocked, not finished
             # Besides the pushed tokens, at most the one step in flight was computed.
@@ -210,7 +210,7 @@ async def test_memory_stays_flat_while_the_reader_stalls(model: Model):
         before = rss()
         await anyio.sleep(0.3)
         assert rss() - before < 4 * 1024 * 1024
-        assert stream.tokens_generated <= 1 + 2 * 64 + 1
+        assert stream.tokens_generated <= 1 + 64 + 1
     await producers_idle()
 
 

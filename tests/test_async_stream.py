@@ -149,9 +149,10 @@ async def test_slow_consumer_stops_the_producer_at_the_buffer_size():
             await stream.__anext__()
             consumed += 1
             ahead = await wait_for_plateau(lambda: stream.tokens_generated) - consumed
-            # The core holds buffer_size events and the push blocked on it; the binding may
-            # have taken one batch (at most buffer_size) out of the core already.
-            assert buffer_size <= ahead <= 2 * buffer_size + 1
+            # At most buffer_size events wait (in the core or the binding's batch), plus the
+            # token of the push blocked on them. The core frees the room of a batch when the
+            # reader comes back for more, so the producer may pause a little earlier.
+            assert 1 <= ahead <= buffer_size + 1
 
 
 def rss_bytes() -> int:
@@ -168,7 +169,7 @@ async def test_memory_stays_flat_while_the_consumer_does_not_read():
         await stream.__anext__()
         before = rss_bytes()
         await wait_for_plateau(lambda: stream.tokens_generated)
-        assert stream.tokens_generated <= 1 + 2 * 2 + 1
+        assert stream.tokens_generated <= 1 + 2 + 1
         assert rss_bytes() - before < 8 * piece
         rest = [t async for t in stream]
         assert len(rest) == 63

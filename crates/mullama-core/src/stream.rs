@@ -188,6 +188,10 @@ struct Channel {
     end_error: Option<CoreError>,
     waker: Option<Waker>,
     waker_armed: bool,
+    /// Events a batch read moved to the consumer that it has not handed out yet (counted
+    /// until its next read): they still occupy the buffer, so a slow consumer never has more
+    /// than `capacity` events waiting, however it reads.
+    consumer_held: usize,
     // Waiter counts let the hot path skip condvar notifications (a syscall) nobody needs.
     readers_waiting: usize,
     writers_waiting: usize,
@@ -365,7 +369,7 @@ impl Shared {
                 call(waker);
                 return PushOutcome::Stop(FinishReason::Timeout);
             }
-            if terminal.is_some() || channel.events.len() < self.capacity {
+            if terminal.is_some() || channel.events.len() + channel.consumer_held < self.capacity {
                 break;
             }
             channel.writers_waiting += 1;
@@ -707,13 +711,18 @@ impl TokenConsumer {
     fn receive<T>(
         &self,
         wait: Wait,
-        take: impl FnOnce(&mut VecDeque<TokenEvent>) -> T,
+        take: impl FnOnce(&mut VecDeque<TokenEvent>) -> (T, usize),
     ) -> Result<Received<T>> {
         let shared = &*self.shared;
         let mut channel = lock(&shared.channel);
+        // A read means the previous batch was handed out: its room is free again.
+        if std::mem::take(&mut channel.consumer_held) > 0 && channel.writers_waiting > 0 {
+            shared.writable.notify_one();
+        }
         loop {
             if !channel.events.is_empty() {
-                let taken = take(&mut channel.events);
+                let (taken, held) = take(&mut channel.events);
+                channel.consumer_held = held;
                 if channel.writers_waiting > 0 {
                     shared.writable.notify_one();
                 }
@@ -750,15 +759,18 @@ impl TokenConsumer {
     }
 }
 
-fn pop_one(events: &mut VecDeque<TokenEvent>) -> TokenEvent {
-    events
+/// Takes the next event; it goes straight to the caller, so nothing stays held.
+fn pop_one(events: &mut VecDeque<TokenEvent>) -> (TokenEvent, usize) {
+    let event = events
         .pop_front()
-        .expect("receive only takes from a non-empty queue")
+        .expect("receive only takes from a non-empty queue");
+    (event, 0)
 }
 
-fn drain(events: &mut VecDeque<TokenEvent>, max: usize) -> Vec<TokenEvent> {
+/// Takes up to `max` events; all but the first (handed out at once) count as held.
+fn drain(events: &mut VecDeque<TokenEvent>, max: usize) -> (Vec<TokenEvent>, usize) {
     let count = events.len().min(max.max(1));
-    events.drain(..count).collect()
+    (events.drain(..count).collect(), count - 1)
 }
 
 impl Drop for TokenConsumer {

@@ -132,6 +132,35 @@ fn backpressure_blocks_after_buffer_size_pushes() {
 }
 
 #[test]
+fn a_batch_reader_never_has_more_than_buffer_size_events_waiting() {
+    let (producer, consumer) = open(|c| c.buffer_size = 4);
+    let pushed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&pushed);
+    let done = spawn_bounded(move || {
+        for _ in 0..40 {
+            if let PushOutcome::Stop(reason) = push(&producer, 0) {
+                return Some(reason);
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        producer.finish(FinishReason::Stop, None);
+        None
+    });
+    let mut handed_out = 0;
+    while let Some(batch) = consumer.next_batch(64).expect("no error") {
+        for _ in batch {
+            handed_out += 1;
+            // A slow consumer: the producer gets every chance to run ahead.
+            thread::sleep(Duration::from_millis(2));
+            let waiting = pushed.load(Ordering::SeqCst).saturating_sub(handed_out);
+            assert!(waiting <= 4, "{waiting} events waiting with buffer_size 4");
+        }
+    }
+    assert_eq!(handed_out, 41, "40 token events and the closing one");
+    assert_eq!(done.recv_timeout(JOIN_LIMIT).unwrap(), None);
+}
+
+#[test]
 fn cancel_stops_the_next_push() {
     let (producer, consumer) = open(|_| {});
     assert_eq!(push(&producer, 0), PushOutcome::Continue);
