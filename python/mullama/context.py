@@ -42,6 +42,45 @@ class GenerationResult:
         return self.text
 
 
+class ResultCollector:
+    """Accumulates a stream's events into a GenerationResult (sync and async alike)."""
+
+    def __init__(self, end_of_generation_ids: frozenset[int]) -> None:
+        self._eog = end_of_generation_ids
+        self._parts: list[str] = []
+        self._tokens: list[int] = []
+        self._logprobs: list[float] = []
+        self._last: Any = None
+
+    def add(self, event: Any) -> None:
+        self._parts.append(event.text)
+        # The end-of-turn token that closes a reply is not part of it.
+        closing_eog = event.finish_reason is not None and event.token in self._eog
+        if event.token is not None and not closing_eog:
+            self._tokens.append(event.token)
+            if event.logprob is not None:
+                self._logprobs.append(event.logprob)
+        self._last = event
+
+    def result(self, finish_reason: str | None, stop_sequence: str | None) -> GenerationResult:
+        result = GenerationResult(
+            text="".join(self._parts),
+            tokens=self._tokens,
+            finish_reason=finish_reason,
+            stop_sequence=stop_sequence,
+            logprobs=self._logprobs,
+        )
+        last = self._last
+        if last is not None:
+            result.prompt_tokens = last.prompt_tokens
+            result.prompt_tps = last.prompt_tps
+            result.generation_tokens = last.generation_tokens
+            result.generation_tps = last.generation_tps
+            result.time_to_first_token = last.time_to_first_token
+            result.peak_memory = last.peak_memory
+        return result
+
+
 def build_config(config: StreamConfig | None, overrides: dict[str, Any]) -> StreamConfig:
     """`config` with keyword overrides applied (e.g. generate_stream(p, max_tokens=50))."""
     base = config if config is not None else StreamConfig()
@@ -123,37 +162,11 @@ class Context:
         **overrides: Any,
     ) -> GenerationResult:
         """Generates the whole reply and returns it with its statistics."""
-        parts: list[str] = []
-        tokens: list[int] = []
-        logprobs: list[float] = []
-        last = None
-        eog = self.model.end_of_generation_ids
+        collector = ResultCollector(self.model.end_of_generation_ids)
         with self.generate_stream(prompt, config, messages=messages, **overrides) as stream:
             for event in stream:
-                parts.append(event.text)
-                closing_eog = event.finish_reason is not None and event.token in eog
-                if event.token is not None and not closing_eog:
-                    tokens.append(event.token)
-                    if event.logprob is not None:
-                        logprobs.append(event.logprob)
-                last = event
-            finish_reason = stream.finish_reason
-            stop_sequence = stream.stop_sequence
-        result = GenerationResult(
-            text="".join(parts),
-            tokens=tokens,
-            finish_reason=finish_reason,
-            stop_sequence=stop_sequence,
-            logprobs=logprobs,
-        )
-        if last is not None:
-            result.prompt_tokens = last.prompt_tokens
-            result.prompt_tps = last.prompt_tps
-            result.generation_tokens = last.generation_tokens
-            result.generation_tps = last.generation_tps
-            result.time_to_first_token = last.time_to_first_token
-            result.peak_memory = last.peak_memory
-        return result
+                collector.add(event)
+            return collector.result(stream.finish_reason, stream.stop_sequence)
 
     def chat(
         self, messages: Sequence[Message], config: StreamConfig | None = None, **overrides: Any

@@ -17,12 +17,48 @@ import anyio.to_thread
 from mullama._core import ConfigError, StreamConfig, TokenStream
 from mullama.aio.stream import AsyncTokenStream
 from mullama.chat import Message
-from mullama.context import Context, GenerationResult
+from mullama.context import Context, GenerationResult, ResultCollector
 from mullama.model import Model
 from mullama.progress import ProgressCallback, progress_clock
 
 
-class AsyncModel:
+class _WholeReplies:
+    """`generate` and `chat` on top of a class's `generate_stream`."""
+
+    async def generate(
+        self,
+        prompt: str | Sequence[int] | None = None,
+        config: StreamConfig | None = None,
+        *,
+        messages: Sequence[Message] | None = None,
+        top_logprobs: int = 0,
+        on_progress: ProgressCallback | None = None,
+        progress_interval_s: float | None = None,
+        **overrides: Any,
+    ) -> GenerationResult:
+        """Generates the whole reply and returns it with its statistics."""
+        stream = self.generate_stream(
+            prompt,
+            config,
+            messages=messages,
+            top_logprobs=top_logprobs,
+            on_progress=on_progress,
+            progress_interval_s=progress_interval_s,
+            **overrides,
+        )
+        return await collect(stream, self.model)
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        config: StreamConfig | None = None,
+        **overrides: Any,
+    ) -> GenerationResult:
+        """One assistant turn for `messages` (the model's chat template applies)."""
+        return await self.generate(None, config, messages=messages, **overrides)
+
+
+class AsyncModel(_WholeReplies):
     """A loaded model for async code: `model = await AsyncModel.load(path)`.
 
     Every `generate_stream` / `generate` call runs on a fresh `Context` (no KV reuse between
@@ -60,43 +96,11 @@ class AsyncModel:
         )
         return _wrap(stream, on_progress, progress_interval_s)
 
-    async def generate(
-        self,
-        prompt: str | Sequence[int] | None = None,
-        config: StreamConfig | None = None,
-        *,
-        messages: Sequence[Message] | None = None,
-        top_logprobs: int = 0,
-        on_progress: ProgressCallback | None = None,
-        progress_interval_s: float | None = None,
-        **overrides: Any,
-    ) -> GenerationResult:
-        """Generates the whole reply and returns it with its statistics."""
-        stream = self.generate_stream(
-            prompt,
-            config,
-            messages=messages,
-            top_logprobs=top_logprobs,
-            on_progress=on_progress,
-            progress_interval_s=progress_interval_s,
-            **overrides,
-        )
-        return await collect(stream, self.model)
-
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        config: StreamConfig | None = None,
-        **overrides: Any,
-    ) -> GenerationResult:
-        """One assistant turn for `messages` (the model's chat template applies)."""
-        return await self.generate(None, config, messages=messages, **overrides)
-
     def __repr__(self) -> str:
         return f"Async{self.model!r}"
 
 
-class AsyncContext:
+class AsyncContext(_WholeReplies):
     """A conversation on one model whose KV cache is reused across calls (see `Context`).
 
     Like `Context` it runs one generation at a time: starting another ends the previous
@@ -164,38 +168,6 @@ class AsyncContext:
             start_when_free, on_progress=on_progress, progress_interval_s=progress_interval_s
         )
 
-    async def generate(
-        self,
-        prompt: str | Sequence[int] | None = None,
-        config: StreamConfig | None = None,
-        *,
-        messages: Sequence[Message] | None = None,
-        top_logprobs: int = 0,
-        on_progress: ProgressCallback | None = None,
-        progress_interval_s: float | None = None,
-        **overrides: Any,
-    ) -> GenerationResult:
-        """Generates the whole reply and returns it with its statistics."""
-        stream = self.generate_stream(
-            prompt,
-            config,
-            messages=messages,
-            top_logprobs=top_logprobs,
-            on_progress=on_progress,
-            progress_interval_s=progress_interval_s,
-            **overrides,
-        )
-        return await collect(stream, self.model)
-
-    async def chat(
-        self,
-        messages: Sequence[Message],
-        config: StreamConfig | None = None,
-        **overrides: Any,
-    ) -> GenerationResult:
-        """One assistant turn for `messages` (the model's chat template applies)."""
-        return await self.generate(None, config, messages=messages, **overrides)
-
     def _busy(self) -> bool:
         job = self.context._job
         return job is not None and job.is_running()
@@ -220,32 +192,8 @@ def _wrap(
 
 async def collect(stream: AsyncTokenStream, model: Model) -> GenerationResult:
     """Consumes `stream` into a GenerationResult, as `Context.generate` does."""
-    parts: list[str] = []
-    tokens: list[int] = []
-    logprobs: list[float] = []
-    last = None
-    eog = model.end_of_generation_ids
+    collector = ResultCollector(model.end_of_generation_ids)
     async with stream:
         async for event in stream:
-            parts.append(event.text)
-            closing_eog = event.finish_reason is not None and event.token in eog
-            if event.token is not None and not closing_eog:
-                tokens.append(event.token)
-                if event.logprob is not None:
-                    logprobs.append(event.logprob)
-            last = event
-    result = GenerationResult(
-        text="".join(parts),
-        tokens=tokens,
-        finish_reason=stream.finish_reason,
-        stop_sequence=stream.stop_sequence,
-        logprobs=logprobs,
-    )
-    if last is not None:
-        result.prompt_tokens = last.prompt_tokens
-        result.prompt_tps = last.prompt_tps
-        result.generation_tokens = last.generation_tokens
-        result.generation_tps = last.generation_tps
-        result.time_to_first_token = last.time_to_first_token
-        result.peak_memory = last.peak_memory
-    return result
+            collector.add(event)
+    return collector.result(stream.finish_reason, stream.stop_sequence)
