@@ -33,7 +33,7 @@ use crate::detokenizer::TokenPieces;
 use crate::error::{CoreError, Result};
 use crate::gguf::GgufMetadata;
 
-pub use pretokenize::PreTokenizer;
+pub use pretokenize::{PreTokenizer, PreTokenizerSettings};
 pub use vocab_source::VocabSource;
 
 use bpe::BpeModel;
@@ -50,6 +50,9 @@ enum Model {
         bpe: Box<BpeModel>,
         pre: PreTokenizer,
         byte_level: Box<ByteLevel>,
+        /// With llama.cpp's `ignore_merges` (Llama 3): the tokens by spelling, so a word
+        /// that is a token is emitted whole.
+        whole_words: Option<std::collections::HashMap<String, u32>>,
     },
     SentencePiece {
         spm: Box<SpmModel>,
@@ -233,6 +236,7 @@ impl Tokenizer {
         end_of_generation.sort_unstable();
         end_of_generation.dedup();
 
+        let mut add_bos_default = is_spm;
         let model = if is_spm {
             Model::SentencePiece {
                 spm: Box::new(SpmModel::new(&src.tokens, &src.scores)?),
@@ -240,16 +244,17 @@ impl Tokenizer {
                 add_space_prefix: src.add_space_prefix.unwrap_or(true),
             }
         } else {
-            let pre = PreTokenizer::from_gguf_name(&src.pre)
+            let settings = PreTokenizerSettings::from_gguf_name(&src.pre)
                 .ok_or_else(|| err(format!("pre-tokenizer {:?} is not supported", src.pre)))?;
+            add_bos_default = settings.add_bos_default;
             let byte_level = Box::new(ByteLevel::new());
             Model::ByteLevelBpe {
                 bpe: Box::new(BpeModel::new(&src.tokens, &src.merges, byte_level.chars())?),
-                pre,
+                pre: settings.pre,
                 byte_level,
+                whole_words: settings.ignore_merges.then_some(token_index),
             }
         };
-        let add_bos_default = is_spm;
         let specials = SpecialTokens::new(
             (0..n)
                 .filter_map(|id| match kinds[id] {
@@ -329,11 +334,15 @@ impl Tokenizer {
                     bpe,
                     pre,
                     byte_level,
+                    whole_words,
                 } => {
                     for word in pre.split(fragment_text) {
                         spelled.clear();
                         byte_level.encode_into(&fragment_text[word], &mut spelled);
-                        bpe.encode_word(&spelled, &mut out);
+                        match whole_words.as_ref().and_then(|w| w.get(&spelled)) {
+                            Some(&id) => out.push(id),
+                            None => bpe.encode_word(&spelled, &mut out),
+                        }
                     }
                 }
                 Model::SentencePiece {
