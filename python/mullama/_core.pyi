@@ -165,6 +165,9 @@ class Tokenizer:
 def gguf_metadata(path: str | PathLike[str], full_arrays: bool = False) -> dict[str, object]:
     """GGUF key/value metadata; arrays over 1000 elements are summarised unless full_arrays."""
 
+def pretokenize(kind: str, text: str) -> list[str]:
+    """The words pre-tokenizer `kind` (a tokenizer.ggml.pre name) cuts `text` into."""
+
 # ---------------------------------------------------------------- the stream
 
 class TokenProducer:

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mullama_core::gguf::{GgufArray, GgufMetadata, GgufValue};
-use mullama_core::tokenizer::Tokenizer;
+use mullama_core::tokenizer::{PreTokenizer, Tokenizer};
 use mullama_core::{CoreError, TokenPieces};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -269,8 +269,25 @@ fn element_type_name(array: &GgufArray) -> &'static str {
     }
 }
 
+/// The words the pre-tokenizer named `kind` (a `tokenizer.ggml.pre` value such as
+/// "llama-bpe" or "qwen2") cuts `text` into, before byte-level spelling and merges.
+#[pyfunction]
+fn pretokenize(kind: &str, text: &str) -> PyResult<Vec<String>> {
+    let pre = PreTokenizer::from_gguf_name(kind).ok_or_else(|| {
+        to_py_err(CoreError::Tokenizer {
+            message: format!("pre-tokenizer {kind:?} is not supported"),
+        })
+    })?;
+    Ok(pre
+        .split(text)
+        .into_iter()
+        .map(|word| text[word].to_owned())
+        .collect())
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
     m.add_function(wrap_pyfunction!(gguf_metadata, m)?)?;
+    m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     Ok(())
 }
