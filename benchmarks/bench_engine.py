@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -108,12 +107,15 @@ def median_time(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def rss_mib() -> tuple[float, float]:
-    """(current RSS, peak RSS) of this process in MiB."""
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    current = pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return current, peak
+    """(current RSS, peak RSS) of this process in MiB. The peak is VmHWM, which starts afresh
+    at exec; getrusage's ru_maxrss would carry over the parent's peak into a worker."""
+    fields = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -762,8 +764,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--worker-options", help=argparse.SUPPRESS)
     args = parser.parse_args()
     quick = args.quick
-    args.rounds = args.rounds or (2 if quick else 5)
-    args.max_tokens = args.max_tokens or (16 if quick else 48)
+    args.rounds = args.rounds or (2 if quick else 3)
+    args.max_tokens = args.max_tokens or (12 if quick else 32)
     args.fake_tokens = 300 if quick else 1000
     args.overhead_rounds = 3 if quick else 5
     args.profile_steps = 2 if quick else 5
