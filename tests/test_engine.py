@@ -328,3 +328,27 @@ def test_many_abandoned_streams_leave_no_threads(tiny) -> None:
         assert ctx._job.join(timeout=10)
     added = [t for t in threading.enumerate() if t.ident not in before]
     assert len(added) <= 1, added  # producer threads are reused, not one per stream
+
+
+@pytest.mark.parametrize("repeat_penalty", [1.0, 1.5])
+def test_tokens_equal_mlx_lm_generate_step_on_the_same_weights(tiny, repeat_penalty) -> None:
+    import mlx.core as mx
+    from mlx_lm.generate import generate_step
+    from mlx_lm.sample_utils import make_logits_processors
+
+    from mullama._generate import REPETITION_CONTEXT
+
+    prompt = tiny.tokenize("hello world hello")
+    processors = make_logits_processors(
+        repetition_penalty=repeat_penalty if repeat_penalty != 1.0 else None,
+        repetition_context_size=REPETITION_CONTEXT,
+    )
+    reference = []
+    for token, _ in generate_step(
+        mx.array(prompt), tiny.mlx_model, max_tokens=12, logits_processors=processors
+    ):
+        if token in tiny.end_of_generation_ids:
+            break
+        reference.append(int(token))
+    config = GREEDY.replace(max_tokens=12, repeat_penalty=repeat_penalty)
+    assert Context(tiny).generate(prompt, config).tokens == reference

@@ -12,7 +12,7 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlx.core as mx
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
@@ -22,7 +22,11 @@ from mullama._core import MullamaError, StreamConfig, TokenProducer
 if TYPE_CHECKING:
     from mullama.context import Context
 
+T = TypeVar("T")
+Step = tuple[mx.array, mx.array, mx.array]  # sampled token, its row of logprobs, its logprob
 PREFILL_CHUNK = 512
+# Like mlx-lm's: generation work goes to its own stream, one per producer thread.
+_generation_stream = mx.new_thread_local_stream(mx.default_device())
 REPETITION_CONTEXT = 64
 
 
@@ -71,6 +75,29 @@ class _ProducerThreads:
 
 
 _producer_threads = _ProducerThreads()
+
+
+def run_on_mlx_thread(work: Callable[..., T], *args: Any) -> T:
+    """Runs `work(*args)` on one of the long-lived producer threads and waits for it.
+
+    For MLX work requested from short-lived threads (e.g. anyio's worker threads): a thread
+    that used MLX and exits while the interpreter shuts down aborts the process."""
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work(*args)
+        except BaseException as exc:  # handed to the caller
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    _producer_threads.submit(run)
+    done.wait()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _stop_running_jobs() -> None:
@@ -124,7 +151,8 @@ class GenerationJob:
 
     def _run(self) -> None:
         try:
-            self._generate()
+            with mx.stream(_generation_stream):
+                self._generate()
         except BaseException as exc:  # the consumer re-raises it as GenerationError
             self.context._invalidate_cache()
             self.producer.fail(exc)
@@ -174,35 +202,47 @@ class GenerationJob:
                 mx.eval([c.state for c in cache])
                 ctx._cached_ids.extend(chunk)
 
-        def step(inputs: mx.array) -> tuple[mx.array, mx.array]:
+        def recent_tokens(last: mx.array | None) -> mx.array | None:
+            """The window the repetition penalty looks at, ending with the (lazy) `last`."""
+            if not processors:
+                return None
+            if last is None:
+                return mx.array(history[-REPETITION_CONTEXT:])
+            return mx.concatenate([mx.array(history[-(REPETITION_CONTEXT - 1) :]), last])
+
+        def step(inputs: mx.array, recent: mx.array | None) -> Step:
             logits = lm(inputs[None], cache=cache)[:, -1, :]
-            if processors:
-                recent = mx.array(history[-REPETITION_CONTEXT:])
-                for processor in processors:
-                    logits = processor(recent, logits)
+            for processor in processors:
+                logits = processor(recent, logits)
             logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
             token = sampler(logprobs)
-            return token, logprobs.squeeze(0)
+            # Part of the step's graph: reading it later must not queue work behind the
+            # next step that is already in flight on the same stream.
+            chosen = mx.take_along_axis(logprobs, token[:, None], axis=-1)
+            return token, logprobs.squeeze(0), chosen
 
         with lock:
-            y, logprobs = step(mx.array(todo))
-            mx.async_eval(y, logprobs)
+            y, logprobs, chosen = step(mx.array(todo), recent_tokens(None))
+            mx.async_eval(y, logprobs, chosen)
             ctx._cached_ids.extend(todo)
 
         n_ctx = ctx.n_ctx
         while True:
             with lock:
+                in_flight = None
+                if len(ctx._cached_ids) < n_ctx and not self.abort.is_set():
+                    # Queue the next step before reading this token, as mlx-lm does, so the
+                    # device never waits on Python; if this token ends the reply, that step
+                    # is wasted.
+                    in_flight = step(y, recent_tokens(y))
+                    mx.async_eval(*in_flight)
                 token = int(y.item())
                 self.tokens_computed += 1
-                logprob = float(logprobs[token].item())
-                top = self._top(logprobs) if self.top_logprobs else None
-                in_flight = None
-                room = len(ctx._cached_ids) < n_ctx
-                if token not in eog and room and not self.abort.is_set():
-                    history.append(token)
-                    in_flight = step(mx.array([token]))
-                    mx.async_eval(*in_flight)
+                if in_flight is not None:
                     ctx._cached_ids.append(token)
+                history.append(token)
+                logprob = float(chosen.item())
+                top = self._top(logprobs) if self.top_logprobs else None
                 producer.set_peak_memory(int(mx.get_peak_memory()))
             if token in eog:
                 producer.finish("stop", token)
@@ -214,7 +254,7 @@ class GenerationJob:
             if in_flight is None:  # the context is full
                 producer.finish("length", None)
                 return
-            y, logprobs = in_flight
+            y, logprobs, chosen = in_flight
 
     def _should_stop(self) -> bool:
         if self.abort.is_set():

@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 
 from mullama._core import ConfigError, StreamConfig, TokenStream
+from mullama._generate import run_on_mlx_thread
 from mullama.aio.stream import AsyncTokenStream
 from mullama.chat import Message
 from mullama.context import Context, GenerationResult, ResultCollector
@@ -74,7 +75,8 @@ class AsyncModel(_WholeReplies):
     @classmethod
     async def load(cls, path: str | os.PathLike[str] | None = None) -> AsyncModel:
         """Loads like `Model.load(path)`, in a worker thread so the event loop keeps running."""
-        model = await anyio.to_thread.run_sync(Model.load, path)
+        # Loading runs MLX: keep it on a long-lived thread (see run_on_mlx_thread).
+        model = await anyio.to_thread.run_sync(run_on_mlx_thread, Model.load, path)
         return cls(model)
 
     def generate_stream(
