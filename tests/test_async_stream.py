@@ -13,12 +13,12 @@ import warnings
 import anyio
 import pytest
 
+from heartbeat import heartbeat_lateness
 from mullama import AsyncTokenStream, StreamConfig, StreamTimeoutError
 from mullama.testing import astream_from_pieces, stream_from_pieces
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
-HEARTBEAT_PERIOD_S = 0.005
 HEARTBEAT_MAX_LATENESS_S = 0.020
 
 
@@ -104,23 +104,6 @@ async def test_max_tokens_ends_with_length():
 
 
 # -- never blocking the event loop ---------------------------------------------------------
-async def heartbeat_lateness(consume) -> tuple[float, int]:
-    """Runs `consume()` beside a task ticking every 5 ms; returns the worst lateness of a
-    tick and the number of ticks."""
-    lateness: list[float] = []
-    done = anyio.Event()
-
-    async def heartbeat() -> None:
-        while not done.is_set():
-            due = anyio.current_time() + HEARTBEAT_PERIOD_S
-            await anyio.sleep_until(due)
-            lateness.append(anyio.current_time() - due)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(heartbeat)
-        await consume()
-        done.set()
-    return max(lateness), len(lateness)
 
 
 @pytest.mark.parametrize("delay_s", [0.0, 0.0005, 0.003])
