@@ -26,8 +26,8 @@ from mullama import (
     Progress,
     StreamConfig,
     StreamTimeoutError,
-    _generate,
 )
+from mullama.producer import running_jobs
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
@@ -76,7 +76,7 @@ def sequential(smollm2: Model) -> dict[str, list[int]]:
 async def producers_idle(timeout_s: float = 60.0) -> None:
     """Waits until no generation job runs (a producer has no event to await)."""
     with anyio.fail_after(timeout_s):
-        while len(_generate._running_jobs):
+        while running_jobs():
             await anyio.sleep(0.002)
 
 
@@ -173,7 +173,7 @@ async def test_a_slow_reader_pauses_the_forward_pass(model: Model):
             consumed += 1
             paused_at = await wait_for_plateau(lambda: stream.tokens_generated)
             assert 1 <= paused_at - consumed <= buffer_size + 1
-            job = ctx.context._job
+            job = ctx.context.last_generation
             assert job is not None and job.is_running()  # blocked, not finished
             # Besides the pushed tokens, at most the one step in flight was computed.
             assert job.tokens_computed <= paused_at + 1

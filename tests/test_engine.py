@@ -241,15 +241,10 @@ def test_breaking_the_loop_stops_the_forward_pass_within_one_token(tiny) -> None
         consumed += 1
         if consumed == 3:
             break
-    job = ctx._job
-    if job is not None:
-        assert job.join(timeout=10)
     # The stream was dropped at `break`: the producer's next push was told to stop.
+    assert ctx.wait_idle(timeout=10)
+    assert not ctx.busy
     assert ctx.cached_tokens  # the context is usable for the next request
-    deadline = time.monotonic() + 10
-    while ctx._job is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert ctx._job is None
 
 
 def test_producer_counts_at_most_one_token_past_the_consumer(tiny) -> None:
@@ -258,7 +253,7 @@ def test_producer_counts_at_most_one_token_past_the_consumer(tiny) -> None:
     stream = ctx.generate_stream("hello", config=config)
     next(stream)
     time.sleep(0.2)  # let the producer run ahead as far as the buffer allows
-    job = ctx._job
+    job = ctx.last_generation
     stream.close()
     assert job.join(timeout=10)
     # one consumed + one buffered + one computed while blocked in push, + the in-flight step
@@ -324,8 +319,7 @@ def test_many_abandoned_streams_leave_no_threads(tiny) -> None:
         next(stream)
         del stream
     gc.collect()
-    if ctx._job is not None:
-        assert ctx._job.join(timeout=10)
+    assert ctx.wait_idle(timeout=10)
     added = [t for t in threading.enumerate() if t.ident not in before]
     assert len(added) <= 1, added  # producer threads are reused, not one per stream
 
@@ -336,7 +330,7 @@ def test_tokens_equal_mlx_lm_generate_step_on_the_same_weights(tiny, repeat_pena
     from mlx_lm.generate import generate_step
     from mlx_lm.sample_utils import make_logits_processors
 
-    from mullama._generate import REPETITION_CONTEXT
+    from mullama.engines.base import REPETITION_CONTEXT
 
     prompt = tiny.tokenize("hello world hello")
     processors = make_logits_processors(

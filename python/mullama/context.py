@@ -7,19 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
-
-from mullama._core import (
-    ConfigError,
-    ContextLengthError,
-    StreamConfig,
-    TokenStream,
-    open_stream,
-)
-from mullama._generate import GenerationJob, Superseded
+from mullama._core import ConfigError, ContextLengthError, StreamConfig, TokenStream, open_stream
 from mullama.chat import Message
 from mullama.model import Model
-from mullama.progress import ProgressCallback, ProgressTokenStream, progress_clock, with_progress
+from mullama.producer import GenerationJob
+from mullama.progress import ProgressTokenStream, with_progress
+from mullama.request import GenerationRequest, takes_request
 
 
 @dataclass
@@ -81,14 +74,6 @@ class ResultCollector:
         return result
 
 
-def build_config(config: StreamConfig | None, overrides: dict[str, Any]) -> StreamConfig:
-    """`config` with keyword overrides applied (e.g. generate_stream(p, max_tokens=50))."""
-    base = config if config is not None else StreamConfig()
-    if not isinstance(base, StreamConfig):
-        raise ConfigError(f"config must be a StreamConfig, got {type(base).__name__}")
-    return base.replace(**overrides) if overrides else base
-
-
 class Context:
     """Owns a KV cache for `model` holding at most `n_ctx` tokens.
 
@@ -107,63 +92,73 @@ class Context:
         self.model = model
         self.n_ctx = n_ctx
         self.truncate = truncate
-        self._cache = make_prompt_cache(model.mlx_model)
-        self._cached_ids: list[int] = []
+        self._sequence = model.engine.new_sequence(n_ctx)
         self._job: GenerationJob | None = None
+        self._last_job: GenerationJob | None = None
         self._job_lock = threading.Lock()
-        self.last_prefill_tokens = 0
-        """How many prompt tokens the last call had to run through the model (the rest were
-        reused from the cache)."""
 
     @property
     def cached_tokens(self) -> list[int]:
-        return list(self._cached_ids)
+        """The tokens whose KV the cache holds (what the next call can reuse)."""
+        with self.model.forward_lock:
+            return list(self._sequence.cached_ids)
+
+    @property
+    def last_prefill_tokens(self) -> int:
+        """How many prompt tokens the last call had to run through the model (the rest were
+        reused from the cache)."""
+        job = self.last_generation
+        return 0 if job is None else job.prefill_tokens
+
+    @property
+    def last_generation(self) -> GenerationJob | None:
+        """The latest generation started on this Context (running or not): its
+        `tokens_computed`, `prefill_tokens`, `is_running()` and `join()`."""
+        with self._job_lock:
+            return self._last_job
+
+    @property
+    def busy(self) -> bool:
+        """Whether a generation is running on this Context."""
+        with self._job_lock:
+            job = self._job
+        return job is not None and job.is_running()
+
+    def stop(self) -> None:
+        """Ends the running generation, if any (its consumer gets a GenerationError), and
+        waits until its producer has left the model."""
+        with self._job_lock:
+            job = self._job
+        if job is not None and job.is_running():
+            job.cancel()
+            job.join()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Waits until no generation runs here; True if that happened within `timeout`."""
+        with self._job_lock:
+            job = self._job
+        return job is None or job.join(timeout)
 
     def reset(self) -> None:
         """Forgets the cached conversation."""
-        self._stop_running_job()
+        self.stop()
         with self.model.forward_lock:
-            self._invalidate_cache()
+            self._sequence.invalidate()
 
     # -- generation ------------------------------------------------------------------------------
-    def generate_stream(
-        self,
-        prompt: str | Sequence[int] | None = None,
-        config: StreamConfig | None = None,
-        *,
-        messages: Sequence[Message] | None = None,
-        top_logprobs: int = 0,
-        on_progress: ProgressCallback | None = None,
-        progress_interval_s: float | None = None,
-        **overrides: Any,
-    ) -> TokenStream | ProgressTokenStream:
+    @takes_request
+    def generate_stream(self, request: GenerationRequest) -> TokenStream | ProgressTokenStream:
         """Streams Token events for a raw `prompt` (text or ids) or chat `messages`;
         `on_progress(Progress)` is called every `progress_interval_s` (default 1 s)."""
-        config = build_config(config, overrides)
-        progress_clock(on_progress, progress_interval_s)  # bad arguments fail before starting
-        ids = self._prompt(prompt, messages)
-        ids = self._fit(ids, config.max_tokens)
-        if not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= 20:
-            raise ConfigError(f"invalid top_logprobs = {top_logprobs!r}: must be 0..20")
-        self._stop_running_job()
-        producer, stream = open_stream(config, self.model.tokenizer)
-        job = GenerationJob(self, ids, config, producer, top_logprobs, self._job_exited)
-        with self._job_lock:
-            self._job = job
-        job.start()
-        return with_progress(stream, on_progress, progress_interval_s)
+        return with_progress(
+            self.open_stream(request), request.on_progress, request.progress_interval_s
+        )
 
-    def generate(
-        self,
-        prompt: str | Sequence[int] | None = None,
-        config: StreamConfig | None = None,
-        *,
-        messages: Sequence[Message] | None = None,
-        **overrides: Any,
-    ) -> GenerationResult:
+    @takes_request
+    def generate(self, request: GenerationRequest) -> GenerationResult:
         """Generates the whole reply and returns it with its statistics."""
         collector = ResultCollector(self.model.end_of_generation_ids)
-        with self.generate_stream(prompt, config, messages=messages, **overrides) as stream:
+        with self.open_stream(request) as stream:
             for event in stream:
                 collector.add(event)
             return collector.result(stream.finish_reason, stream.stop_sequence)
@@ -174,23 +169,39 @@ class Context:
         """One assistant turn for `messages` (the model's chat template applies)."""
         return self.generate(None, config, messages=messages, **overrides)
 
-    # -- internals -----------------------------------------------------------------------------
-    def _prompt(
-        self, prompt: str | Sequence[int] | None, messages: Sequence[Message] | None
-    ) -> list[int]:
-        if (prompt is None) == (messages is None):
-            raise ConfigError("pass exactly one of prompt or messages")
-        if messages is not None:
-            ids = self.model.chat_ids(messages)
-        elif isinstance(prompt, str) or isinstance(prompt, Sequence):
-            ids = self.model.prompt_ids(prompt)
+    def open_stream(self, request: GenerationRequest) -> TokenStream:
+        """Starts `request` (ending a running generation first) and returns its core stream,
+        without progress updates (the caller adds those for its own loop)."""
+        ids = self.prompt_ids(request)
+        self.stop()
+        producer, stream = open_stream(request.config, self.model.tokenizer)
+        job = GenerationJob(
+            self.model.engine,
+            self._sequence,
+            self.model.forward_lock,
+            ids,
+            request.config,
+            producer,
+            self.model.end_of_generation_ids,
+            request.top_logprobs,
+            self._job_exited,
+        )
+        with self._job_lock:
+            self._job = self._last_job = job
+        job.start()
+        return stream
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The token ids `request` feeds the model, fitted to the context (ContextLengthError
+        when they do not fit and `truncate` is off)."""
+        if request.messages is not None:
+            ids = self.model.chat_ids(request.messages)
         else:
-            raise ConfigError(
-                f"prompt must be a str or a list of token ids, got {type(prompt).__name__}"
-            )
+            assert request.prompt is not None
+            ids = self.model.prompt_ids(request.prompt)
         if not ids:
             raise ConfigError("the prompt is empty: it has no tokens")
-        return ids
+        return self._fit(ids, request.config.max_tokens)
 
     def _fit(self, ids: list[int], max_tokens: int) -> list[int]:
         if len(ids) + max_tokens <= self.n_ctx:
@@ -206,39 +217,6 @@ class Context:
         err.max_tokens = max_tokens
         err.n_ctx = self.n_ctx
         raise err
-
-    def _reuse_prefix(self, ids: list[int]) -> list[int]:
-        """Trims the cache to the longest prefix shared with `ids`; returns what must be
-        prefilled (at least one token, whose logits start the generation). Holds the forward
-        lock (called by the job)."""
-        cached = self._cached_ids
-        common = 0
-        limit = min(len(cached), len(ids) - 1)
-        while common < limit and cached[common] == ids[common]:
-            common += 1
-        surplus = len(cached) - common
-        if surplus and not (
-            can_trim_prompt_cache(self._cache)
-            and trim_prompt_cache(self._cache, surplus) == surplus
-        ):
-            self._invalidate_cache()
-            common = 0
-        del self._cached_ids[common:]
-        self.last_prefill_tokens = len(ids) - common
-        return ids[common:]
-
-    def _invalidate_cache(self) -> None:
-        self._cache[:] = make_prompt_cache(self.model.mlx_model)
-        self._cached_ids.clear()
-
-    def _stop_running_job(self) -> None:
-        with self._job_lock:
-            job = self._job
-        if job is not None and job.is_running():
-            job.abort.set()
-            # fail() ends the stream, which also wakes a push blocked on a full buffer.
-            job.producer.fail(Superseded("a newer generation on this Context replaced this one"))
-            job.join()
 
     def _job_exited(self, job: GenerationJob) -> None:
         with self._job_lock:

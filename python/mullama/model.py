@@ -1,4 +1,5 @@
-"""`Model`: weights on MLX plus the Rust tokenizer, loaded from a GGUF file or an MLX folder."""
+"""`Model`: an engine (the forward pass) plus the Rust tokenizer, loaded from a GGUF file or an
+MLX folder."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ class Model:
         chat_template: str | None,
         special_tokens: dict[str, str],
     ) -> None:
+        from mullama.engines.mlx import MlxEngine
+
         self._loaded = loaded
+        self.engine = MlxEngine(loaded)
+        """The forward pass (see `mullama.engines`)."""
         self._tokenizer = tokenizer
         self._chat_template = chat_template
         self._special_tokens = special_tokens
@@ -153,7 +158,7 @@ class Model:
         if not ids:
             raise TokenizerError("logits() needs at least one token id")
         with self.forward_lock:
-            return self._loaded.forward(ids)
+            return self.engine.logits(ids)
 
     def __repr__(self) -> str:
         return (

@@ -1,8 +1,8 @@
-"""`AsyncModel` and `AsyncContext`: the MLX engine for asyncio and trio applications.
+"""`AsyncModel` and `AsyncContext`: generation for asyncio and trio applications.
 
 Loading runs in a worker thread. Starting a generation (tokenize, open the stream, start the
-producer thread) is cheap and runs on the event loop; the forward pass runs in the producer
-thread, and tokens reach the loop through `AsyncTokenStream`.
+producer) is cheap and runs on the event loop; the forward pass runs in the producer thread,
+and tokens reach the loop through `AsyncTokenStream`.
 """
 
 from __future__ import annotations
@@ -14,40 +14,32 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from mullama._core import ConfigError, StreamConfig, TokenStream
-from mullama._generate import run_on_mlx_thread
+from mullama._core import ConfigError, StreamConfig
 from mullama.aio.stream import AsyncTokenStream
 from mullama.chat import Message
 from mullama.context import Context, GenerationResult, ResultCollector
 from mullama.model import Model
-from mullama.progress import ProgressCallback, progress_clock
+from mullama.producer import run_on_producer_thread
+from mullama.request import GenerationRequest, takes_request
 
 
 class _WholeReplies:
-    """`generate` and `chat` on top of a class's `generate_stream`."""
+    """`generate` and `chat` on top of a class's `stream_request`."""
 
-    async def generate(
-        self,
-        prompt: str | Sequence[int] | None = None,
-        config: StreamConfig | None = None,
-        *,
-        messages: Sequence[Message] | None = None,
-        top_logprobs: int = 0,
-        on_progress: ProgressCallback | None = None,
-        progress_interval_s: float | None = None,
-        **overrides: Any,
-    ) -> GenerationResult:
+    model: Model
+
+    def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:
+        raise NotImplementedError
+
+    @takes_request
+    def generate_stream(self, request: GenerationRequest) -> AsyncTokenStream:
+        """Streams Token events for a raw `prompt` (text or ids) or chat `messages`."""
+        return self.stream_request(request)
+
+    @takes_request
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
         """Generates the whole reply and returns it with its statistics."""
-        stream = self.generate_stream(
-            prompt,
-            config,
-            messages=messages,
-            top_logprobs=top_logprobs,
-            on_progress=on_progress,
-            progress_interval_s=progress_interval_s,
-            **overrides,
-        )
-        return await collect(stream, self.model)
+        return await collect(self.stream_request(request), self.model)
 
     async def chat(
         self,
@@ -75,28 +67,12 @@ class AsyncModel(_WholeReplies):
     @classmethod
     async def load(cls, path: str | os.PathLike[str] | None = None) -> AsyncModel:
         """Loads like `Model.load(path)`, in a worker thread so the event loop keeps running."""
-        # Loading runs MLX: keep it on a long-lived thread (see run_on_mlx_thread).
-        model = await anyio.to_thread.run_sync(run_on_mlx_thread, Model.load, path)
+        # Loading runs MLX: keep it on a long-lived thread (see run_on_producer_thread).
+        model = await anyio.to_thread.run_sync(run_on_producer_thread, Model.load, path)
         return cls(model)
 
-    def generate_stream(
-        self,
-        prompt: str | Sequence[int] | None = None,
-        config: StreamConfig | None = None,
-        *,
-        messages: Sequence[Message] | None = None,
-        top_logprobs: int = 0,
-        on_progress: ProgressCallback | None = None,
-        progress_interval_s: float | None = None,
-        **overrides: Any,
-    ) -> AsyncTokenStream:
-        """Streams Token events for a raw `prompt` (text or ids) or chat `messages`."""
-        progress_clock(on_progress, progress_interval_s)  # bad arguments fail before starting
-        ctx = Context(self.model)
-        stream = ctx.generate_stream(
-            prompt, config, messages=messages, top_logprobs=top_logprobs, **overrides
-        )
-        return _wrap(stream, on_progress, progress_interval_s)
+    def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:
+        return _wrap(Context(self.model).open_stream(request), request)
 
     def __repr__(self) -> str:
         return f"Async{self.model!r}"
@@ -118,7 +94,7 @@ class AsyncContext(_WholeReplies):
         self.context = Context(model, n_ctx, truncate=truncate)
 
     @property
-    def model(self) -> Model:
+    def model(self) -> Model:  # type: ignore[override]
         return self.context.model
 
     @property
@@ -137,58 +113,36 @@ class AsyncContext(_WholeReplies):
         """Forgets the cached conversation (waits for a running generation in a thread)."""
         await anyio.to_thread.run_sync(self.context.reset)
 
-    def generate_stream(
-        self,
-        prompt: str | Sequence[int] | None = None,
-        config: StreamConfig | None = None,
-        *,
-        messages: Sequence[Message] | None = None,
-        top_logprobs: int = 0,
-        on_progress: ProgressCallback | None = None,
-        progress_interval_s: float | None = None,
-        **overrides: Any,
-    ) -> AsyncTokenStream:
-        """Streams Token events for a raw `prompt` (text or ids) or chat `messages`."""
-        progress_clock(on_progress, progress_interval_s)  # bad arguments fail before starting
+    def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:
         ctx = self.context
+        if not ctx.busy:
+            return _wrap(ctx.open_stream(request), request)
 
-        def start() -> TokenStream:
-            return ctx.generate_stream(
-                prompt, config, messages=messages, top_logprobs=top_logprobs, **overrides
-            )
-
-        if not self._busy():
-            return _wrap(start(), on_progress, progress_interval_s)
-
-        async def start_when_free() -> TokenStream:
+        async def open_when_idle() -> Any:
             # Ending the previous generation joins its producer thread, which may be in the
             # middle of a forward pass: wait for that off the event loop.
-            await anyio.to_thread.run_sync(ctx._stop_running_job)
-            return start()
+            await anyio.to_thread.run_sync(ctx.stop)
+            return ctx.open_stream(request)
 
-        return AsyncTokenStream._deferred(
-            start_when_free, on_progress=on_progress, progress_interval_s=progress_interval_s
+        return AsyncTokenStream.opened_later(
+            open_when_idle,
+            on_progress=request.on_progress,
+            progress_interval_s=request.progress_interval_s,
         )
-
-    def _busy(self) -> bool:
-        job = self.context._job
-        return job is not None and job.is_running()
 
     def __repr__(self) -> str:
         return f"AsyncContext({self.model!r}, n_ctx={self.n_ctx})"
 
 
-def _wrap(
-    stream: TokenStream,
-    on_progress: ProgressCallback | None,
-    progress_interval_s: float | None,
-) -> AsyncTokenStream:
+def _wrap(stream: Any, request: GenerationRequest) -> AsyncTokenStream:
     try:
         return AsyncTokenStream(
-            stream, on_progress=on_progress, progress_interval_s=progress_interval_s
+            stream,
+            on_progress=request.on_progress,
+            progress_interval_s=request.progress_interval_s,
         )
     except BaseException:
-        stream.close()  # e.g. a bad progress argument: the producer must not run on
+        stream.close()  # the producer must not run on
         raise
 
 

@@ -46,24 +46,28 @@ class AsyncTokenStream:
 
     def __init__(
         self,
-        stream: TokenStream,
+        stream: TokenStream | None,
         *,
         on_progress: ProgressCallback | None = None,
         progress_interval_s: float | None = None,
+        opener: StreamOpener | None = None,
     ) -> None:
         self._stream: TokenStream | None = None
         self._wakeup: WakeupSocket | None = None
-        self._opener: StreamOpener | None = None
+        self._opener: StreamOpener | None = opener
         self._closed = False
         self._waiting = False
         self._since_checkpoint = 0
         self._deadline: float | None = None
         self._clock: ProgressClock | None = progress_clock(on_progress, progress_interval_s)
         self._progress_is_async = self._clock is not None and _is_async_callable(on_progress)
-        self._attach(stream)
+        if stream is not None:
+            self._attach(stream)
+        elif opener is None:
+            raise TypeError("AsyncTokenStream needs a TokenStream or an opener")
 
     @classmethod
-    def _deferred(
+    def opened_later(
         cls,
         opener: StreamOpener,
         *,
@@ -72,17 +76,9 @@ class AsyncTokenStream:
     ) -> AsyncTokenStream:
         """A stream whose core stream is opened by `await opener()` on first iteration (used
         when opening must first wait for something that would block the loop)."""
-        self = cls.__new__(cls)
-        self._stream = None
-        self._wakeup = None
-        self._opener = opener
-        self._closed = False
-        self._waiting = False
-        self._since_checkpoint = 0
-        self._deadline = None
-        self._clock = progress_clock(on_progress, progress_interval_s)
-        self._progress_is_async = self._clock is not None and _is_async_callable(on_progress)
-        return self
+        return cls(
+            None, on_progress=on_progress, progress_interval_s=progress_interval_s, opener=opener
+        )
 
     def _attach(self, stream: TokenStream) -> None:
         if not isinstance(stream, TokenStream):

@@ -10,7 +10,7 @@ Lifecycle of one sequence (one conversation's KV region and sampler state):
     seq = engine.new_sequence(n_ctx)
     todo = seq.reuse_prefix(prompt_ids)        # trims the KV cache to the shared prefix
     engine.prefill(seq, todo[:-1])             # in chunks, checking for stop in between
-    seq.configure(SamplerSettings.from_config(config), history=prompt_ids)
+    seq.configure(SamplerSettings.from_config(config), history=prompt_ids[:-1])
     pending = engine.step([StepRequest(seq, todo[-1:])])   # feeds the last prompt token
     while ...:
         nxt = engine.step([StepRequest(seq)])  # feeds the token `pending` sampled (may run
@@ -96,8 +96,9 @@ class EngineSequence(ABC):
 
     @abstractmethod
     def configure(self, settings: SamplerSettings, history: Sequence[int]) -> None:
-        """Sets the sampler for the coming steps; `history` (the prompt) seeds the repetition
-        penalty's window. A set seed restarts the sequence's random state."""
+        """Sets the sampler for the coming steps. `history` seeds the repetition penalty's
+        window: the tokens before the next step's input (the prompt less its last token),
+        since every step adds what it feeds. A set seed restarts the random state."""
 
     def close(self) -> None:  # noqa: B027 - engines without per-sequence resources keep it
         """Frees the sequence's resources (its KV region)."""

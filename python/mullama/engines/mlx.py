@@ -1,0 +1,235 @@
+"""The MLX engine: mlx-lm's model implementations and samplers behind the engine interface.
+
+One step stays in flight (`mx.async_eval`): a step fed the token its previous step sampled
+builds on that step's lazy result, so the device computes token n+1 while the producer
+detokenizes and delivers token n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+from mlx_lm.sample_utils import make_logits_processors, make_sampler
+
+from mullama.engines.base import (
+    Engine,
+    EngineSequence,
+    SamplerSettings,
+    StepHandle,
+    StepOutput,
+    StepRequest,
+)
+
+# Like mlx-lm's: generation work goes to its own stream, one per calling thread.
+_generation_stream = mx.new_thread_local_stream(mx.default_device())
+
+
+class MlxSequence(EngineSequence):
+    """A KV cache (mlx-lm's prompt cache) and the ids it holds, with a sampler."""
+
+    def __init__(self, engine: MlxEngine, n_ctx: int) -> None:
+        self.n_ctx = n_ctx
+        self._engine = engine
+        self._cache = make_prompt_cache(engine.model)
+        self._ids: list[int] = []
+        # Steps whose sampled token a later step has already fed: their tokens are in the
+        # cache, but their values are read only when someone asks (reading waits).
+        self._fed: list[MlxStepHandle] = []
+        self._last: MlxStepHandle | None = None
+        self._settings = SamplerSettings()
+        self._sampler: Any = None
+        self._processors: list[Any] = []
+        # The last tokens fed (lazy where a step's sampled token is fed unread): the window
+        # the repetition penalty looks at.
+        self._window = mx.array([], dtype=mx.int32)
+
+    @property
+    def cached_ids(self) -> list[int]:
+        self._settle()
+        return self._ids
+
+    def _settle(self) -> None:
+        if self._fed:
+            fed, self._fed = self._fed, []
+            self._ids.extend(handle.token for handle in fed)
+
+    def reuse_prefix(self, ids: Sequence[int]) -> list[int]:
+        ids = list(ids)
+        cached = self.cached_ids
+        common = 0
+        limit = min(len(cached), len(ids) - 1)
+        while common < limit and cached[common] == ids[common]:
+            common += 1
+        self.trim(len(cached) - common)
+        return ids[len(self._ids) :]
+
+    def trim(self, n: int) -> None:
+        self._settle()
+        if n <= 0:
+            return
+        if can_trim_prompt_cache(self._cache) and trim_prompt_cache(self._cache, n) == n:
+            del self._ids[len(self._ids) - n :]
+        else:
+            self.invalidate()
+
+    def invalidate(self) -> None:
+        self._cache = make_prompt_cache(self._engine.model)
+        self._ids = []
+        self._fed = []
+        self._last = None
+
+    def configure(self, settings: SamplerSettings, history: Sequence[int]) -> None:
+        self._settings = settings
+        self._sampler = make_sampler(
+            temp=settings.temperature,
+            top_p=settings.top_p if settings.top_p < 1.0 else 0.0,
+            min_p=settings.min_p,
+            top_k=settings.top_k,
+        )
+        self._processors = make_logits_processors(
+            repetition_penalty=settings.repeat_penalty if settings.repeat_penalty != 1.0 else None,
+            repetition_context_size=settings.repetition_context,
+        )
+        self._window = mx.array(list(history)[-settings.repetition_context :], dtype=mx.int32)
+        self._last = None
+        if settings.seed is not None:
+            # MLX's random state is per thread and a producer thread runs one sequence at a
+            # time, so seeding here makes this stream reproducible whatever others do.
+            mx.random.seed(settings.seed)
+
+    # -- used by the engine ----------------------------------------------------------------
+    def _remember(self, fed: mx.array) -> None:
+        context = self._settings.repetition_context
+        self._window = mx.concatenate([self._window, fed.astype(mx.int32)])[-context:]
+
+    def _step(self, request: StepRequest) -> MlxStepHandle:
+        if request.input_ids is None:
+            previous = self._last
+            if previous is None:
+                raise RuntimeError("step(input_ids=None) needs a previous step on this sequence")
+            inputs = previous.lazy_token
+            self._fed.append(previous)
+        else:
+            fed = [int(i) for i in request.input_ids]
+            if not fed:
+                raise ValueError("a step needs at least one input token")
+            self._settle()
+            self._ids.extend(fed)
+            inputs = mx.array(fed)
+        if self._processors:
+            self._remember(inputs)
+        logits = self._engine.model(inputs[None], cache=self._cache)[:, -1, :]
+        for processor in self._processors:
+            logits = processor(self._window, logits)
+        logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        token = self._sampler(logprobs) if self._sampler is not None else mx.argmax(logprobs, -1)
+        # Part of the step's graph: reading it later must not queue work behind the next
+        # step that is already in flight on the same stream.
+        chosen = mx.take_along_axis(logprobs, token[:, None], axis=-1)
+        handle = MlxStepHandle(token, logprobs.squeeze(0), chosen, request.top_logprobs)
+        mx.async_eval(token, handle.logprobs, chosen)
+        self._last = handle
+        return handle
+
+
+class MlxStepHandle(StepHandle):
+    """One sequence's step: lazy arrays until read."""
+
+    def __init__(self, token: mx.array, logprobs: mx.array, chosen: mx.array, top: int) -> None:
+        self.lazy_token = token
+        self.logprobs = logprobs
+        self._chosen = chosen
+        self._top = top
+        self._output: StepOutput | None = None
+
+    @property
+    def token(self) -> int:
+        return self.output().token
+
+    def output(self) -> StepOutput:
+        if self._output is None:
+            with mx.stream(_generation_stream):
+                token = int(self.lazy_token.item())
+                logprob = float(self._chosen.item())
+                top = _top_logprobs(self.logprobs, self._top) if self._top else None
+            self._output = StepOutput(token, logprob, top)
+        return self._output
+
+    def result(self) -> list[StepOutput]:
+        return [self.output()]
+
+
+class _Batch(StepHandle):
+    def __init__(self, handles: list[MlxStepHandle]) -> None:
+        self._handles = handles
+
+    def result(self) -> list[StepOutput]:
+        return [handle.output() for handle in self._handles]
+
+
+def _top_logprobs(logprobs: mx.array, k: int) -> list[tuple[int, float]]:
+    k = min(k, logprobs.shape[-1])
+    idx = mx.argpartition(-logprobs, kth=k - 1)[:k]
+    values = logprobs[idx]
+    order = mx.argsort(-values)
+    ids, vals = idx[order].tolist(), values[order].tolist()
+    return [(int(i), float(v)) for i, v in zip(ids, vals, strict=True)]
+
+
+class MlxEngine(Engine):
+    """An mlx-lm model loaded by `mullama.loader` (from GGUF or an MLX folder)."""
+
+    name = "mlx"
+
+    def __init__(self, loaded: Any) -> None:
+        self._loaded = loaded
+        self.model = loaded.model
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(self._loaded.n_ctx_train)
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self._loaded.n_vocab)
+
+    @property
+    def device(self) -> str:
+        return str(mx.default_device())
+
+    def new_sequence(self, n_ctx: int) -> MlxSequence:
+        return MlxSequence(self, n_ctx)
+
+    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+        seq = _own(sequence)
+        fed = [int(i) for i in ids]
+        if not fed:
+            return
+        with mx.stream(_generation_stream):
+            seq.cached_ids  # noqa: B018 - settles pending tokens before extending
+            self.model(mx.array(fed)[None], cache=seq._cache)
+            mx.eval([c.state for c in seq._cache])
+        seq._ids.extend(fed)
+        seq._remember(mx.array(fed))
+
+    def step(self, requests: Sequence[StepRequest]) -> StepHandle:
+        with mx.stream(_generation_stream):
+            handles = [_own(r.sequence)._step(r) for r in requests]
+        return handles[0] if len(handles) == 1 else _Batch(handles)
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        with mx.stream(_generation_stream):
+            return self._loaded.forward(ids)
+
+    def peak_memory(self) -> int:
+        return int(mx.get_peak_memory())
+
+
+def _own(sequence: EngineSequence) -> MlxSequence:
+    if not isinstance(sequence, MlxSequence):
+        raise TypeError(f"the MLX engine got a {type(sequence).__name__}, not its own sequence")
+    return sequence
