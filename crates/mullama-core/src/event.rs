@@ -42,6 +42,9 @@ pub struct StreamStats {
     pub elapsed_s: f64,
     /// Reported by the producer (e.g. MLX peak memory), in bytes; 0 if never reported.
     pub peak_memory_bytes: u64,
+    /// Bytes of an unfinished character at the end of the reply (cut by max_tokens, a stop,
+    /// or end of generation) that were dropped instead of shown as U+FFFD.
+    pub incomplete_bytes_dropped: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]

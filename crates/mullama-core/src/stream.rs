@@ -218,6 +218,7 @@ struct StatsCounters {
     /// Nanoseconds from creation to the end, freezing the timing stats; u64::MAX = running.
     ended_ns: AtomicU64,
     peak_memory_bytes: AtomicU64,
+    incomplete_bytes_dropped: AtomicUsize,
 }
 
 impl Default for StatsCounters {
@@ -228,6 +229,7 @@ impl Default for StatsCounters {
             first_token_ns: AtomicU64::new(u64::MAX),
             ended_ns: AtomicU64::new(u64::MAX),
             peak_memory_bytes: AtomicU64::new(0),
+            incomplete_bytes_dropped: AtomicUsize::new(0),
         }
     }
 }
@@ -282,6 +284,7 @@ impl Shared {
             time_to_first_token_s,
             elapsed_s,
             peak_memory_bytes: counters.peak_memory_bytes.load(Ordering::Relaxed),
+            incomplete_bytes_dropped: counters.incomplete_bytes_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -402,14 +405,14 @@ struct ProducerWork {
 }
 
 impl ProducerWork {
-    /// Flushes the decoder's and the scanner's withheld text into `text`; returns the stop
-    /// that matched, if one did.
-    fn flush(&mut self, text: &mut String) -> Option<usize> {
-        self.decoded.clear();
-        self.decoder.finish(&mut self.decoded);
-        self.scanner
-            .push(&self.decoded, text)
-            .or_else(|| self.scanner.finish(text))
+    /// Flushes the scanner's withheld text into `text` and drops the decoder's unfinished
+    /// character (counted in `counters`); returns the stop that matched, if one did.
+    fn flush(&mut self, text: &mut String, counters: &StatsCounters) -> Option<usize> {
+        let dropped = self.decoder.finish();
+        counters
+            .incomplete_bytes_dropped
+            .fetch_add(dropped, Ordering::Relaxed);
+        self.scanner.finish(text)
     }
 }
 
@@ -471,7 +474,7 @@ impl TokenProducer {
         let terminal = if matched.is_some() {
             Some(FinishReason::Stop)
         } else if generated >= self.max_tokens {
-            matched = work.flush(&mut text);
+            matched = work.flush(&mut text, &self.shared.counters);
             Some(if matched.is_some() {
                 FinishReason::Stop
             } else {
@@ -509,7 +512,7 @@ impl TokenProducer {
             self.shared.record_token(now);
         }
         let mut text = String::new();
-        let matched = work.flush(&mut text);
+        let matched = work.flush(&mut text, &self.shared.counters);
         let reason = if matched.is_some() {
             FinishReason::Stop
         } else {

@@ -239,9 +239,11 @@ fn max_tokens_ends_with_length_and_flushes_withheld_text() {
     assert_eq!(push(&producer, 0), PushOutcome::Stop(FinishReason::Length));
     let events = drain(&consumer);
     assert_eq!(events.len(), 3);
-    assert_eq!(events[2].text, "E\u{FFFD}");
+    // The unfinished character at the cut is dropped (and counted), not shown as U+FFFD.
+    assert_eq!(events[2].text, "E");
     assert_eq!(events[2].finish_reason, Some(FinishReason::Length));
     assert_eq!(events[2].stats.generation_tokens, 3);
+    assert_eq!(events[2].stats.incomplete_bytes_dropped, 1);
 }
 
 #[test]
@@ -251,10 +253,11 @@ fn finish_flushes_and_carries_the_eos_token() {
     assert_eq!(push(&producer, 5), PushOutcome::Continue);
     producer.finish(FinishReason::Stop, Some(1));
     let events = drain(&consumer);
-    assert_eq!(text_of(&events), "E\u{FFFD}");
+    assert_eq!(text_of(&events), "E");
     let last = events.last().unwrap();
     assert_eq!(last.token, Some(1));
-    assert_eq!(last.text, "E\u{FFFD}");
+    assert_eq!(last.text, "E");
+    assert_eq!(last.stats.incomplete_bytes_dropped, 1);
     assert_eq!(last.finish_reason, Some(FinishReason::Stop));
     assert_eq!(last.stop_sequence, None);
     assert_eq!(last.stats.generation_tokens, 3);

@@ -501,6 +501,7 @@ fn stats_dict<'py>(py: Python<'py>, s: &StreamStats) -> PyResult<Bound<'py, PyDi
     d.set_item("time_to_first_token", s.time_to_first_token_s)?;
     d.set_item("elapsed", s.elapsed_s)?;
     d.set_item("peak_memory", bytes_to_gb(s.peak_memory_bytes))?;
+    d.set_item("incomplete_bytes_dropped", s.incomplete_bytes_dropped)?;
     Ok(d)
 }
 
