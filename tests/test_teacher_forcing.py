@@ -46,6 +46,7 @@ def test_smollm2_matches_llama_cpp(smollm2_model):
     _check("smollm2", smollm2_model)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_gemma3_matches_llama_cpp(gemma3_path: Path):
     _check("gemma3", load_gguf(gemma3_path))

@@ -1,0 +1,45 @@
+# Developer shortcuts. The README's two commands (scripts/run.sh, scripts/test.sh) stay the
+# entry points on a fresh machine; these targets assume `make setup` (or either script) ran.
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Create .venv with everything the tests need, build the extension (release)
+	bash scripts/bootstrap.sh --test
+
+.PHONY: dev
+dev: ## Rebuild the extension after Rust changes (release, editable install)
+	$(VENV)/bin/maturin develop -q --release --extras test
+
+.PHONY: test
+test: ## Every check and test, as CI runs them (bootstraps first)
+	bash scripts/test.sh
+
+.PHONY: test-fast
+test-fast: dev ## Rust and Python tests without the bootstrap and without slow tests
+	cargo test --workspace -q
+	$(PY) -m pytest -q -m "not slow" tests
+
+.PHONY: lint
+lint: ## cargo fmt --check, clippy -D warnings, ruff
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -q -- -D warnings
+	$(VENV)/bin/ruff check python tests benchmarks
+	$(VENV)/bin/ruff format --check python tests benchmarks
+
+.PHONY: fmt
+fmt: ## Format Rust and Python
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benchmarks
+	$(VENV)/bin/ruff check --fix -q python tests benchmarks
+
+.PHONY: bench
+bench: ## Benchmarks (ratios printed as tables; see benchmarks/README.md)
+	cargo bench -p mullama-core --bench core_stream
+	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
