@@ -87,8 +87,9 @@ impl PyGgufFile {
     }
 
     #[getter]
-    fn path(&self) -> Option<PathBuf> {
-        self.meta.path.clone()
+    fn path(&self) -> PathBuf {
+        // Always set: a GgufFile is only made by `open`, which reads a file.
+        self.meta.path.clone().unwrap_or_default()
     }
 
     #[getter]
@@ -153,8 +154,8 @@ impl PyGgufFile {
     fn __repr__(&self) -> String {
         let quoted = |s: Option<String>| s.map_or("None".to_owned(), |s| format!("{s:?}"));
         format!(
-            "GgufFile(path={}, version={}, architecture={}, keys={}, tensors={})",
-            quoted(self.meta.path.as_deref().map(|p| p.display().to_string())),
+            "GgufFile(path={:?}, version={}, architecture={}, keys={}, tensors={})",
+            self.path().display().to_string(),
             self.meta.version,
             quoted(self.meta.architecture().map(str::to_owned)),
             self.meta.kv.len(),
