@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mullama import ModelLoadError
+from mullama._core import GgufFile
 from mullama.loader import load_gguf, load_model
-from mullama.loader.gguf_file import read_gguf_file
 from mullama.loader.tiny import write_tiny_gguf
 
 
@@ -52,7 +52,7 @@ def test_load_model_rejects_a_file_that_is_neither_gguf_nor_folder(tmp_path: Pat
 def test_truncated_files_fail_cleanly_at_every_cut(tiny_gguf_q4: Path, tmp_path: Path):
     """Cuts inside the header, the metadata, the tensor directory and the tensor data."""
     data = tiny_gguf_q4.read_bytes()
-    gguf_file = read_gguf_file(tiny_gguf_q4)
+    gguf_file = GgufFile.open(tiny_gguf_q4)
     cuts = sorted(
         {
             5,

@@ -3,6 +3,7 @@
 
 from collections.abc import Iterable, Sequence
 from os import PathLike
+from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
@@ -134,7 +135,7 @@ class Tokenizer:
     """llama.cpp-exact tokenizer from a GGUF model or a Hugging Face tokenizer.json."""
 
     @staticmethod
-    def from_gguf(path: str | PathLike[str]) -> Tokenizer: ...
+    def from_gguf(source: str | PathLike[str] | GgufFile) -> Tokenizer: ...
     @staticmethod
     def from_json(path: str | PathLike[str]) -> Tokenizer: ...
     def encode(self, text: str, special: bool = True, add_bos: bool = False) -> list[int]: ...
@@ -161,6 +162,53 @@ class Tokenizer:
     def control_token_ids(self) -> list[int]: ...
     @property
     def pre_tokenizer(self) -> str: ...
+
+# ---------------------------------------------------------------- GGUF files
+
+class GgufTensor:
+    """One tensor directory entry (immutable)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str:
+        """ggml's type name, e.g. "Q4_1" or "F32"."""
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Outermost dimension first (numpy's order; GGUF's ne[] reversed)."""
+    @property
+    def offset(self) -> int:
+        """Absolute offset of the data in the file."""
+    @property
+    def nbytes(self) -> int: ...
+
+class GgufFile:
+    """The checked header of a GGUF file: metadata and tensor directory (no tensor data).
+    Metadata value types use the GGUF specification's names ("uint32", "string", ...)."""
+
+    @staticmethod
+    def open(path: str | PathLike[str]) -> GgufFile: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def alignment(self) -> int: ...
+    @property
+    def data_offset(self) -> int: ...
+    @property
+    def file_size(self) -> int: ...
+    @property
+    def architecture(self) -> str | None: ...
+    @property
+    def metadata(self) -> dict[str, object]:
+        """A new dict; arrays over 1000 elements become
+        {"type": "array", "element_type": <type name>, "length": n}."""
+    def get(self, key: str, default: object = None) -> object:
+        """The whole value of `key` (arrays as lists), or `default`."""
+    @property
+    def tensors(self) -> list[GgufTensor]: ...
+    def tensor(self, name: str) -> GgufTensor | None: ...
 
 def gguf_metadata(path: str | PathLike[str], full_arrays: bool = False) -> dict[str, object]:
     """GGUF key/value metadata; arrays over 1000 elements are summarised unless full_arrays."""

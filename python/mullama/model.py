@@ -49,10 +49,11 @@ class Model:
 
         resolved = loader.resolve_model(None if path is None else os.fspath(path))
         loaded = loader.load_model(resolved)
-        if resolved.is_dir():
+        if loaded.gguf is None:
             tokenizer, template, specials = _folder_tokenizer(resolved)
         else:
-            tokenizer = Tokenizer.from_gguf(str(resolved))
+            # From the header the loader already parsed: one parse per load.
+            tokenizer = Tokenizer.from_gguf(loaded.gguf)
             template = tokenizer.chat_template
             specials = {}
         return cls(loaded, tokenizer, template, specials)

@@ -1,24 +1,31 @@
-//! GGUF metadata reader: header, key/value metadata and tensor descriptions.
+//! The GGUF reader: header, key/value metadata and the tensor directory. It is the
+//! project's only one: the tokenizer is built from its result, and the Python loader
+//! reads tensor data (with a memory map) at the offsets it reports.
 //!
-//! Only the metadata is read (through a buffered reader, front to back); tensor data is
+//! Only the header is read (through a buffered reader, front to back); tensor data is
 //! never touched, so opening a multi-hundred-MB model costs a few MB of IO. Every length
 //! and count in the file is checked against the bytes that remain before anything is
-//! allocated, so a corrupt or hostile file yields `CoreError::ModelLoad`, never a huge
-//! allocation or a panic.
+//! allocated, and every tensor's data is checked to lie inside the file, so a corrupt or
+//! hostile file yields `CoreError::ModelLoad`, never a huge allocation or a panic.
+//!
+//! Type names are the GGUF specification's ("uint32", "string", ...) for metadata values
+//! and ggml's ("F32", "Q4_1", ...) for tensors; bindings show these and no others.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{CoreError, Result};
 
 const MAGIC: [u8; 4] = *b"GGUF";
 /// Nested arrays deeper than this are treated as corruption (real files use depth 1).
 const MAX_ARRAY_DEPTH: u32 = 4;
-/// ggml tensors have at most 4 dimensions; a little headroom for future formats.
-const MAX_TENSOR_DIMS: u32 = 8;
+/// GGML_MAX_DIMS: ggml tensors have 1 to 4 dimensions.
+const MAX_TENSOR_DIMS: u32 = 4;
 const DEFAULT_ALIGNMENT: u64 = 32;
+/// The specification requires `general.alignment` to be a multiple of 8.
+const ALIGNMENT_MULTIPLE: u64 = 8;
 
 /// Element type of an array value, as coded in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +46,7 @@ pub enum GgufType {
 }
 
 impl GgufType {
-    fn from_code(code: u32) -> Option<Self> {
+    pub fn from_code(code: u32) -> Option<Self> {
         Some(match code {
             0 => Self::U8,
             1 => Self::I8,
@@ -56,6 +63,25 @@ impl GgufType {
             12 => Self::F64,
             _ => return None,
         })
+    }
+
+    /// The specification's name of the type ("uint8", ..., "string", "array").
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::U8 => "uint8",
+            Self::I8 => "int8",
+            Self::U16 => "uint16",
+            Self::I16 => "int16",
+            Self::U32 => "uint32",
+            Self::I32 => "int32",
+            Self::F32 => "float32",
+            Self::Bool => "bool",
+            Self::String => "string",
+            Self::Array => "array",
+            Self::U64 => "uint64",
+            Self::I64 => "int64",
+            Self::F64 => "float64",
+        }
     }
 
     /// The fewest bytes one element of this type occupies (strings and arrays: their
@@ -112,6 +138,25 @@ impl GgufArray {
         self.len() == 0
     }
 
+    /// The type of the elements.
+    pub fn element_type(&self) -> GgufType {
+        match self {
+            Self::U8(_) => GgufType::U8,
+            Self::I8(_) => GgufType::I8,
+            Self::U16(_) => GgufType::U16,
+            Self::I16(_) => GgufType::I16,
+            Self::U32(_) => GgufType::U32,
+            Self::I32(_) => GgufType::I32,
+            Self::F32(_) => GgufType::F32,
+            Self::Bool(_) => GgufType::Bool,
+            Self::String(_) => GgufType::String,
+            Self::U64(_) => GgufType::U64,
+            Self::I64(_) => GgufType::I64,
+            Self::F64(_) => GgufType::F64,
+            Self::Array(_) => GgufType::Array,
+        }
+    }
+
     /// The elements as i64 when they are integers of any width (bools count as 0/1).
     pub fn to_i64_vec(&self) -> Option<Vec<i64>> {
         Some(match self {
@@ -157,6 +202,25 @@ pub enum GgufValue {
 }
 
 impl GgufValue {
+    /// The type of the value.
+    pub fn value_type(&self) -> GgufType {
+        match self {
+            Self::U8(_) => GgufType::U8,
+            Self::I8(_) => GgufType::I8,
+            Self::U16(_) => GgufType::U16,
+            Self::I16(_) => GgufType::I16,
+            Self::U32(_) => GgufType::U32,
+            Self::I32(_) => GgufType::I32,
+            Self::F32(_) => GgufType::F32,
+            Self::Bool(_) => GgufType::Bool,
+            Self::String(_) => GgufType::String,
+            Self::Array(_) => GgufType::Array,
+            Self::U64(_) => GgufType::U64,
+            Self::I64(_) => GgufType::I64,
+            Self::F64(_) => GgufType::F64,
+        }
+    }
+
     /// Any integer value (including bool) widened to i128 so every width fits.
     fn as_integer(&self) -> Option<i128> {
         Some(match *self {
@@ -174,15 +238,117 @@ impl GgufValue {
     }
 }
 
-/// Shape and type of one tensor; its data is not read.
+/// A ggml tensor type: its code in the file, its name and its block layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GgmlType {
+    code: u32,
+    name: &'static str,
+    block_size: u64,
+    block_bytes: u64,
+}
+
+/// (code, name, elements per block, bytes per block), from ggml's type traits. Codes
+/// missing here (4, 5, 31-33, 36-38) were removed from ggml and are rejected.
+const GGML_TYPES: &[(u32, &str, u64, u64)] = &[
+    (0, "F32", 1, 4),
+    (1, "F16", 1, 2),
+    (2, "Q4_0", 32, 18),
+    (3, "Q4_1", 32, 20),
+    (6, "Q5_0", 32, 22),
+    (7, "Q5_1", 32, 24),
+    (8, "Q8_0", 32, 34),
+    (9, "Q8_1", 32, 40),
+    (10, "Q2_K", 256, 84),
+    (11, "Q3_K", 256, 110),
+    (12, "Q4_K", 256, 144),
+    (13, "Q5_K", 256, 176),
+    (14, "Q6_K", 256, 210),
+    (15, "Q8_K", 256, 292),
+    (16, "IQ2_XXS", 256, 66),
+    (17, "IQ2_XS", 256, 74),
+    (18, "IQ3_XXS", 256, 98),
+    (19, "IQ1_S", 256, 50),
+    (20, "IQ4_NL", 32, 18),
+    (21, "IQ3_S", 256, 110),
+    (22, "IQ2_S", 256, 82),
+    (23, "IQ4_XS", 256, 136),
+    (24, "I8", 1, 1),
+    (25, "I16", 1, 2),
+    (26, "I32", 1, 4),
+    (27, "I64", 1, 8),
+    (28, "F64", 1, 8),
+    (29, "IQ1_M", 256, 56),
+    (30, "BF16", 1, 2),
+    (34, "TQ1_0", 256, 54),
+    (35, "TQ2_0", 256, 66),
+    (39, "MXFP4", 32, 17),
+    (40, "NVFP4", 64, 36),
+    (41, "Q1_0", 128, 18),
+];
+
+impl GgmlType {
+    pub fn from_code(code: u32) -> Option<Self> {
+        GGML_TYPES
+            .iter()
+            .find(|t| t.0 == code)
+            .map(|&(code, name, block_size, block_bytes)| Self {
+                code,
+                name,
+                block_size,
+                block_bytes,
+            })
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        let code = GGML_TYPES.iter().find(|t| t.1 == name)?.0;
+        Self::from_code(code)
+    }
+
+    /// Every known type, in code order.
+    pub fn all() -> impl Iterator<Item = Self> {
+        GGML_TYPES.iter().filter_map(|t| Self::from_code(t.0))
+    }
+
+    pub fn code(self) -> u32 {
+        self.code
+    }
+
+    /// ggml's name, e.g. "Q4_1".
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+
+    /// Elements per block (1 for plain types).
+    pub fn block_size(self) -> u64 {
+        self.block_size
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> u64 {
+        self.block_bytes
+    }
+}
+
+/// One entry of the tensor directory; the data itself is not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
     pub name: String,
+    /// GGUF's ne[]: the innermost (contiguous) dimension first.
     pub dims: Vec<u64>,
-    /// The ggml type code (0 = F32, 1 = F16, 2 = Q4_0, 3 = Q4_1, ...).
-    pub ggml_type: u32,
+    pub ggml_type: GgmlType,
     /// Offset of the tensor's data relative to the start of the data section.
     pub offset: u64,
+    /// Absolute offset of the tensor's data in the file.
+    pub file_offset: u64,
+    /// Size of the tensor's data in bytes.
+    pub nbytes: u64,
+}
+
+impl TensorInfo {
+    /// The dimensions outermost first (ne[] reversed), the order numpy and MLX use.
+    pub fn row_major_shape(&self) -> Vec<u64> {
+        self.dims.iter().rev().copied().collect()
+    }
 }
 
 /// Everything in a GGUF file except tensor data.
@@ -191,10 +357,18 @@ pub struct GgufMetadata {
     pub version: u32,
     /// Key/value pairs in file order.
     pub kv: Vec<(String, GgufValue)>,
+    /// The tensor directory in file order.
     pub tensors: Vec<TensorInfo>,
-    /// Where tensor data starts (after the metadata, aligned to `general.alignment`).
+    /// `general.alignment`, or 32 when the file does not set it.
+    pub alignment: u64,
+    /// Where tensor data starts (after the metadata, aligned to `alignment`).
     pub data_offset: u64,
+    /// The length of the file (or image) the header was read from.
+    pub file_size: u64,
+    /// The file it was read from (None for an in-memory image); errors name it.
+    pub path: Option<PathBuf>,
     index: BTreeMap<String, usize>,
+    tensor_index: BTreeMap<String, usize>,
 }
 
 impl GgufMetadata {
@@ -207,8 +381,10 @@ impl GgufMetadata {
             .metadata()
             .map_err(|e| load_error(format!("cannot stat {}: {e}", path.display())))?
             .len();
-        Self::from_reader(BufReader::with_capacity(1 << 16, file), len)
-            .map_err(|e| load_error(format!("{}: {}", path.display(), message_of(e))))
+        let mut meta = Self::from_reader(BufReader::with_capacity(1 << 16, file), len)
+            .map_err(|e| load_error(format!("{}: {}", path.display(), message_of(e))))?;
+        meta.path = Some(path.to_path_buf());
+        Ok(meta)
     }
 
     /// Parses metadata from an in-memory GGUF image (the whole file or its prefix).
@@ -223,6 +399,11 @@ impl GgufMetadata {
             pos: 0,
             len,
         };
+        if len < MAGIC.len() as u64 {
+            return Err(load_error(format!(
+                "not a GGUF file: only {len} bytes, too short for the magic \"GGUF\""
+            )));
+        }
         let magic: [u8; 4] = r.array("magic")?;
         if magic != MAGIC {
             return Err(load_error(format!(
@@ -238,7 +419,7 @@ impl GgufMetadata {
                 ""
             };
             return Err(load_error(format!(
-                "unsupported GGUF version {version}{hint}; versions 2 and 3 are supported"
+                "unsupported version {version} of the GGUF format{hint}; versions 2 and 3 are supported"
             )));
         }
         let tensor_count = r.u64("tensor count")?;
@@ -256,44 +437,89 @@ impl GgufMetadata {
             kv.push((key, value));
         }
 
+        let alignment = match index.get("general.alignment").map(|&i| &kv[i].1) {
+            None => DEFAULT_ALIGNMENT,
+            Some(value) => match value.as_integer() {
+                Some(a) if a > 0 && a % i128::from(ALIGNMENT_MULTIPLE) == 0 => a as u64,
+                _ => {
+                    return Err(load_error(format!(
+                        "general.alignment {value:?} is not a positive multiple of {ALIGNMENT_MULTIPLE} (corrupt file?)"
+                    )))
+                }
+            },
+        };
+
         // name length (8) + n_dims (4) + type (4) + offset (8)
         r.check_count(tensor_count, 24, "tensor count")?;
-        let mut tensors = Vec::with_capacity(tensor_count as usize);
+        let mut entries = Vec::with_capacity(tensor_count as usize);
         for _ in 0..tensor_count {
             let name = r.string("tensor name")?;
             let n_dims = r.u32("tensor dimension count")?;
-            if n_dims > MAX_TENSOR_DIMS {
+            if n_dims == 0 || n_dims > MAX_TENSOR_DIMS {
                 return Err(load_error(format!(
-                    "tensor {name:?} has {n_dims} dimensions (corrupt file?)"
+                    "tensor {name} has {n_dims} dimensions; ggml tensors have 1 to {MAX_TENSOR_DIMS} (corrupt file?)"
                 )));
             }
             let dims = (0..n_dims)
                 .map(|_| r.u64("tensor dimension"))
                 .collect::<Result<Vec<_>>>()?;
-            let ggml_type = r.u32("tensor type")?;
+            let code = r.u32("tensor type")?;
+            let ggml_type = GgmlType::from_code(code).ok_or_else(|| {
+                load_error(format!("tensor {name} has unknown tensor type id {code}"))
+            })?;
             let offset = r.u64("tensor offset")?;
+            entries.push((name, dims, ggml_type, offset));
+        }
+
+        let data_offset = r.pos.div_ceil(alignment).saturating_mul(alignment);
+        let mut tensors = Vec::with_capacity(entries.len());
+        let mut tensor_index = BTreeMap::new();
+        for (name, dims, ggml_type, offset) in entries {
+            let nbytes = tensor_nbytes(&name, &dims, ggml_type)?;
+            if !offset.is_multiple_of(alignment) {
+                return Err(load_error(format!(
+                    "corrupt GGUF file: tensor {name} data offset {offset} is not a multiple of the alignment {alignment}"
+                )));
+            }
+            let file_offset = data_offset.checked_add(offset);
+            let end = file_offset.and_then(|start| start.checked_add(nbytes));
+            if end.is_none_or(|end| end > len) {
+                return Err(load_error(format!(
+                    "truncated or corrupt GGUF file: tensor {name} ({nbytes} bytes at offset {}) lies outside the file of {len} bytes",
+                    data_offset.saturating_add(offset)
+                )));
+            }
+            if tensor_index.insert(name.clone(), tensors.len()).is_some() {
+                return Err(load_error(format!(
+                    "corrupt GGUF file: tensor {name} appears twice"
+                )));
+            }
             tensors.push(TensorInfo {
                 name,
                 dims,
                 ggml_type,
                 offset,
+                file_offset: data_offset + offset,
+                nbytes,
             });
         }
 
-        let mut meta = Self {
+        Ok(Self {
             version,
             kv,
             tensors,
-            data_offset: 0,
+            alignment,
+            data_offset,
+            file_size: len,
+            path: None,
             index,
-        };
-        let alignment = match meta.get_u64("general.alignment") {
-            Some(a) if a > 0 => a,
-            Some(_) => return Err(load_error("general.alignment is 0".into())),
-            None => DEFAULT_ALIGNMENT,
-        };
-        meta.data_offset = r.pos.div_ceil(alignment).saturating_mul(alignment);
-        Ok(meta)
+            tensor_index,
+        })
+    }
+
+    /// The tensor directory entry named `name`.
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensor_index.get(name).map(|&i| &self.tensors[i])
     }
 
     pub fn get(&self, key: &str) -> Option<&GgufValue> {
@@ -366,6 +592,26 @@ impl GgufMetadata {
     }
 }
 
+/// Bytes of a tensor's data; its rows must hold whole blocks.
+fn tensor_nbytes(name: &str, dims: &[u64], ty: GgmlType) -> Result<u64> {
+    let row = dims[0];
+    if !row.is_multiple_of(ty.block_size()) {
+        return Err(load_error(format!(
+            "corrupt GGUF file: tensor {name} row of {row} elements is not a multiple of the {} block size {}",
+            ty.name(),
+            ty.block_size()
+        )));
+    }
+    dims.iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d))
+        .and_then(|n| (n / ty.block_size()).checked_mul(ty.block_bytes()))
+        .ok_or_else(|| {
+            load_error(format!(
+                "corrupt GGUF file: tensor {name} dimensions {dims:?} overflow"
+            ))
+        })
+}
+
 fn load_error(message: String) -> CoreError {
     CoreError::ModelLoad { message }
 }
@@ -431,7 +677,7 @@ impl<R: Read> Reader<R> {
     fn check_count(&self, count: u64, min_element_size: u64, what: &str) -> Result<()> {
         if count.saturating_mul(min_element_size) > self.remaining() {
             return Err(load_error(format!(
-                "{what} {count} at offset {} is impossible: only {} bytes remain (corrupt or truncated file)",
+                "{what} {count} at offset {} is impossible: only {} bytes remain (truncated or corrupt file)",
                 self.pos,
                 self.remaining()
             )));
@@ -443,7 +689,7 @@ impl<R: Read> Reader<R> {
         let len = self.u64(what)?;
         if len > self.remaining() {
             return Err(load_error(format!(
-                "{what} length {len} at offset {} exceeds the {} bytes left in the file (corrupt or truncated file)",
+                "{what} length {len} at offset {} exceeds the {} bytes left in the file (truncated or corrupt file)",
                 self.pos,
                 self.remaining()
             )));
@@ -536,5 +782,42 @@ impl<R: Read> Reader<R> {
                 GgufArray::Array(v)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ggml_type_codes_and_names_are_unique_and_round_trip() {
+        let types: Vec<_> = GgmlType::all().collect();
+        assert_eq!(types.len(), GGML_TYPES.len());
+        for (i, a) in types.iter().enumerate() {
+            assert_eq!(GgmlType::from_name(a.name()), Some(*a));
+            assert_eq!(GgmlType::from_code(a.code()), Some(*a));
+            assert!(a.block_size() > 0 && a.block_bytes() > 0, "{}", a.name());
+            for b in &types[i + 1..] {
+                assert!(a.code() != b.code() && a.name() != b.name(), "{a:?} {b:?}");
+            }
+        }
+        for removed in [4, 5, 31, 32, 33, 36, 37, 38] {
+            assert_eq!(GgmlType::from_code(removed), None, "code {removed}");
+        }
+    }
+
+    #[test]
+    fn value_type_names_round_trip_through_codes() {
+        let names: Vec<_> = (0..13)
+            .map(|c| GgufType::from_code(c).unwrap().name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "bool", "string",
+                "array", "uint64", "int64", "float64"
+            ]
+        );
+        assert_eq!(GgufType::from_code(13), None);
     }
 }

@@ -1,9 +1,10 @@
 //! GGUF metadata parsing on hand-built files: every value type, tensor infos, and every
 //! way a file can be broken (truncation at each byte, bad magic, bad version, absurd
 //! counts and lengths) must give `CoreError::ModelLoad`, never a panic or a huge
-//! allocation. Also a tokenizer built from a tiny in-memory vocabulary.
+//! allocation. The tensor directory: sizes, absolute offsets, and data that must lie
+//! inside the file. Also a tokenizer built from a tiny in-memory vocabulary.
 
-use mullama_core::gguf::{GgufArray, GgufMetadata, GgufValue};
+use mullama_core::gguf::{GgmlType, GgufArray, GgufMetadata, GgufType, GgufValue};
 use mullama_core::tokenizer::Tokenizer;
 use mullama_core::{CoreError, TokenPieces};
 
@@ -14,6 +15,8 @@ struct Builder {
     kv_count: u64,
     tensors: Vec<u8>,
     tensor_count: u64,
+    /// Bytes of (zero) tensor data written after the header, padded to 32.
+    data_len: u64,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -80,6 +83,9 @@ impl Builder {
         out.extend(self.kv_count.to_le_bytes());
         out.extend(&self.kv);
         out.extend(&self.tensors);
+        if self.data_len > 0 {
+            out.resize(out.len().div_ceil(32) * 32 + self.data_len as usize, 0);
+        }
         out
     }
 }
@@ -110,8 +116,10 @@ fn every_type_file() -> Vec<u8> {
         nested.extend(inner);
     }
     b.raw("nested", 9, &nested);
-    b.tensor("tok_embd.weight", &[576, 49152], 3, 0)
-        .tensor("norm.weight", &[576], 0, 4096);
+    // Q4_1: 3 rows of 2 blocks of 20 bytes; F32: 64 x 4 bytes, at the next 32-byte step.
+    b.tensor("tok_embd.weight", &[64, 3], 3, 0)
+        .tensor("norm.weight", &[64], 0, 128);
+    b.data_len = 128 + 256;
     b.build()
 }
 
@@ -155,10 +163,110 @@ fn parses_every_value_type_and_tensor_infos() {
     assert_eq!(meta.kv.len(), 15);
     assert_eq!(meta.tensors.len(), 2);
     assert_eq!(meta.tensors[0].name, "tok_embd.weight");
-    assert_eq!(meta.tensors[0].dims, [576, 49152]);
-    assert_eq!(meta.tensors[1].offset, 4096);
+    assert_eq!(meta.tensors[0].dims, [64, 3]);
+    assert_eq!(meta.tensors[0].row_major_shape(), [3, 64]);
+    assert_eq!(meta.tensors[0].ggml_type.name(), "Q4_1");
+    assert_eq!(meta.tensors[0].nbytes, 3 * 2 * 20);
+    assert_eq!(meta.tensors[1].ggml_type.name(), "F32");
+    assert_eq!(meta.tensors[1].offset, 128);
+    assert_eq!(meta.tensors[1].nbytes, 256);
+    assert_eq!(meta.alignment, 32);
     assert_eq!(meta.data_offset % 32, 0);
-    assert!(meta.data_offset >= every_type_file().len() as u64);
+    let len = every_type_file().len() as u64;
+    assert_eq!(meta.file_size, len);
+    assert_eq!(meta.data_offset + 128 + 256, len);
+    assert_eq!(meta.tensors[0].file_offset, meta.data_offset);
+    assert_eq!(meta.tensors[1].file_offset, meta.data_offset + 128);
+    assert_eq!(meta.tensor("norm.weight"), Some(&meta.tensors[1]));
+    assert_eq!(meta.tensor("nope"), None);
+    assert_eq!(meta.path, None);
+}
+
+#[test]
+fn value_types_have_the_specification_names() {
+    let meta = GgufMetadata::from_bytes(&every_type_file()).unwrap();
+    let names: Vec<_> = meta.kv.iter().map(|(_, v)| v.value_type().name()).collect();
+    assert_eq!(
+        names,
+        [
+            "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "bool", "string",
+            "uint64", "int64", "float64", "array", "array", "array"
+        ]
+    );
+    let names = meta.get_array("names").unwrap().element_type();
+    assert_eq!((names, names.name()), (GgufType::String, "string"));
+    assert_eq!(
+        meta.get_array("nested").unwrap().element_type().name(),
+        "array"
+    );
+}
+
+/// A file with one tensor of `dims`, `ggml_type` at `offset`, and `data_len` data bytes.
+fn one_tensor(dims: &[u64], ggml_type: u32, offset: u64, data_len: u64) -> Vec<u8> {
+    let mut b = Builder::default();
+    b.string("general.architecture", "llama")
+        .tensor("blk.0.w", dims, ggml_type, offset);
+    b.data_len = data_len;
+    b.build()
+}
+
+#[test]
+fn tensor_sizes_follow_the_block_layout_of_each_type() {
+    // 512 elements per row: a whole number of blocks of every type (blocks of 1 to 256).
+    for ty in GgmlType::all() {
+        let per_row = 512 / ty.block_size() * ty.block_bytes();
+        let meta = GgufMetadata::from_bytes(&one_tensor(&[512, 3], ty.code(), 0, 3 * per_row))
+            .unwrap_or_else(|e| panic!("{}: {e}", ty.name()));
+        let t = &meta.tensors[0];
+        assert_eq!((t.ggml_type, t.nbytes), (ty, 3 * per_row), "{}", ty.name());
+    }
+    assert_eq!(GgmlType::from_name("Q4_K").map(GgmlType::code), Some(12));
+    assert_eq!(GgmlType::from_name("q4_k"), None);
+}
+
+#[test]
+fn broken_tensor_directories_are_named() {
+    let f32_row = 32 * 4;
+    assert!(load_error(&one_tensor(&[32], 999, 0, f32_row))
+        .contains("tensor blk.0.w has unknown tensor type id 999"));
+    assert!(load_error(&one_tensor(&[32], 4, 0, f32_row)).contains("unknown tensor type id 4"));
+    assert!(load_error(&one_tensor(&[32], 0, 16, 256)).contains("not a multiple of the alignment"));
+    let short = load_error(&one_tensor(&[32], 0, 0, f32_row - 1));
+    assert!(
+        short.contains("truncated or corrupt")
+            && short.contains("tensor blk.0.w (128 bytes at offset")
+            && short.contains("lies outside the file"),
+        "{short}"
+    );
+    assert!(load_error(&one_tensor(&[32], 0, u64::MAX - 31, f32_row)).contains("lies outside"));
+    assert!(load_error(&one_tensor(&[48], 2, 0, 64))
+        .contains("not a multiple of the Q4_0 block size 32"));
+    assert!(load_error(&one_tensor(&[1 << 40, 1 << 40], 0, 0, 64)).contains("overflow"));
+    assert!(load_error(&one_tensor(&[], 0, 0, 64)).contains("0 dimensions"));
+    assert!(load_error(&one_tensor(&[1; 5], 0, 0, 64)).contains("5 dimensions"));
+
+    let mut b = Builder::default();
+    b.tensor("t", &[8], 0, 0).tensor("t", &[8], 0, 32);
+    b.data_len = 64;
+    assert!(load_error(&b.build()).contains("tensor t appears twice"));
+
+    for bad in [0u32, 12] {
+        let mut b = Builder::default();
+        b.u32("general.alignment", bad);
+        assert!(
+            load_error(&b.build()).contains("general.alignment"),
+            "alignment {bad}"
+        );
+    }
+    let mut b = Builder::default();
+    b.u32("general.alignment", 64).tensor("t", &[8], 0, 0);
+    let file = {
+        let mut f = b.build();
+        f.resize(f.len().div_ceil(64) * 64 + 32, 0);
+        f
+    };
+    let meta = GgufMetadata::from_bytes(&file).unwrap();
+    assert_eq!((meta.alignment, meta.data_offset % 64), (64, 0));
 }
 
 #[test]
@@ -168,6 +276,7 @@ fn every_truncation_is_a_load_error() {
         let message = load_error(&file[..cut]);
         assert!(
             message.contains("truncated")
+                || (cut < 4 && message.contains("not a GGUF file"))
                 || message.contains("impossible")
                 || message.contains("exceeds"),
             "cut at {cut}: {message}"
@@ -182,7 +291,7 @@ fn bad_magic_and_versions_are_named() {
     assert!(load_error(&file).contains("not a GGUF file (magic 47 47 4d 4c"));
     let mut v1 = every_type_file();
     v1[4..8].copy_from_slice(&1u32.to_le_bytes());
-    assert!(load_error(&v1).contains("unsupported GGUF version 1"));
+    assert!(load_error(&v1).contains("unsupported version 1 of the GGUF format"));
     let mut big_endian = every_type_file();
     big_endian[4..8].copy_from_slice(&3u32.to_be_bytes());
     assert!(load_error(&big_endian).contains("big-endian"));

@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod config;
 mod errors;
+mod gguf;
 mod stream;
 mod token;
 mod tokenizer;
@@ -14,6 +15,7 @@ mod vocab;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    gguf::register(m)?;
     stream::register(m)?;
     tokenizer::register(m)?;
     Ok(())

@@ -1,22 +1,20 @@
-//! `mullama._core.Tokenizer` and `gguf_metadata`: thin wrappers over the core tokenizer
-//! and GGUF reader. Loading and long encodes run with the GIL released.
+//! `mullama._core.Tokenizer`: a thin wrapper over the core tokenizer. Loading and long
+//! encodes run with the GIL released.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use mullama_core::gguf::{GgufArray, GgufMetadata, GgufValue};
 use mullama_core::tokenizer::{PreTokenizer, Tokenizer};
 use mullama_core::{CoreError, TokenPieces};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
-use pyo3::IntoPyObjectExt;
+use pyo3::types::PyBytes;
 
 use crate::errors::to_py_err;
+use crate::gguf::PyGgufFile;
 
 /// Texts shorter than this are encoded without releasing the GIL (releasing costs more).
 const DETACH_ENCODE_BYTES: usize = 4096;
-/// `gguf_metadata` summarises arrays longer than this unless asked for everything.
-const MAX_LISTED_ARRAY: usize = 1000;
 
 /// A llama.cpp-exact tokenizer loaded from a GGUF model or a Hugging Face tokenizer.json.
 #[pyclass(name = "Tokenizer", module = "mullama._core", frozen)]
@@ -39,12 +37,23 @@ fn out_of_vocab(id: u32, size: usize) -> PyErr {
 
 #[pymethods]
 impl PyTokenizer {
-    /// Loads the tokenizer stored in a GGUF model file (reads metadata only).
+    /// Builds the tokenizer stored in a GGUF model: from a `GgufFile` already opened
+    /// (no second parse), or from a path (reads the header only).
     #[staticmethod]
-    fn from_gguf(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let tok = py
-            .detach(|| Tokenizer::from_gguf_path(&path))
-            .map_err(to_py_err)?;
+    fn from_gguf(py: Python<'_>, source: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let tok = if let Ok(file) = source.cast::<PyGgufFile>() {
+            let meta = file.get().meta.clone();
+            py.detach(|| Tokenizer::from_gguf(&meta))
+        } else {
+            let path: PathBuf = source.extract().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "Tokenizer.from_gguf() takes a path or a GgufFile, not {}",
+                    source.get_type()
+                ))
+            })?;
+            py.detach(|| Tokenizer::from_gguf_path(&path))
+        }
+        .map_err(to_py_err)?;
         Ok(Self {
             inner: Arc::new(tok),
         })
@@ -174,101 +183,6 @@ impl PyTokenizer {
     }
 }
 
-/// The key/value metadata of a GGUF file as a dict. Arrays longer than 1000 elements are
-/// summarised as {"type": "array", "element_type": ..., "length": N} unless
-/// `full_arrays` is true.
-#[pyfunction]
-#[pyo3(signature = (path, full_arrays = false))]
-fn gguf_metadata<'py>(
-    py: Python<'py>,
-    path: PathBuf,
-    full_arrays: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    let meta = py
-        .detach(|| GgufMetadata::from_path(&path))
-        .map_err(to_py_err)?;
-    let dict = PyDict::new(py);
-    for (key, value) in &meta.kv {
-        dict.set_item(key, value_to_py(py, value, full_arrays)?)?;
-    }
-    Ok(dict)
-}
-
-fn value_to_py<'py>(
-    py: Python<'py>,
-    value: &GgufValue,
-    full_arrays: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    match value {
-        GgufValue::U8(x) => x.into_bound_py_any(py),
-        GgufValue::I8(x) => x.into_bound_py_any(py),
-        GgufValue::U16(x) => x.into_bound_py_any(py),
-        GgufValue::I16(x) => x.into_bound_py_any(py),
-        GgufValue::U32(x) => x.into_bound_py_any(py),
-        GgufValue::I32(x) => x.into_bound_py_any(py),
-        GgufValue::U64(x) => x.into_bound_py_any(py),
-        GgufValue::I64(x) => x.into_bound_py_any(py),
-        GgufValue::F32(x) => x.into_bound_py_any(py),
-        GgufValue::F64(x) => x.into_bound_py_any(py),
-        GgufValue::Bool(x) => x.into_bound_py_any(py),
-        GgufValue::String(s) => s.into_bound_py_any(py),
-        GgufValue::Array(a) => array_to_py(py, a, full_arrays),
-    }
-}
-
-fn array_to_py<'py>(
-    py: Python<'py>,
-    array: &GgufArray,
-    full_arrays: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    if !full_arrays && array.len() > MAX_LISTED_ARRAY {
-        let summary = PyDict::new(py);
-        summary.set_item("type", "array")?;
-        summary.set_item("element_type", element_type_name(array))?;
-        summary.set_item("length", array.len())?;
-        return Ok(summary.into_any());
-    }
-    Ok(match array {
-        GgufArray::U8(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::I8(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::U16(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::I16(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::U32(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::I32(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::U64(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::I64(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::F32(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::F64(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::Bool(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::String(v) => PyList::new(py, v)?.into_any(),
-        GgufArray::Array(v) => {
-            let items = v
-                .iter()
-                .map(|inner| array_to_py(py, inner, full_arrays))
-                .collect::<PyResult<Vec<_>>>()?;
-            PyList::new(py, items)?.into_any()
-        }
-    })
-}
-
-fn element_type_name(array: &GgufArray) -> &'static str {
-    match array {
-        GgufArray::U8(_) => "uint8",
-        GgufArray::I8(_) => "int8",
-        GgufArray::U16(_) => "uint16",
-        GgufArray::I16(_) => "int16",
-        GgufArray::U32(_) => "uint32",
-        GgufArray::I32(_) => "int32",
-        GgufArray::U64(_) => "uint64",
-        GgufArray::I64(_) => "int64",
-        GgufArray::F32(_) => "float32",
-        GgufArray::F64(_) => "float64",
-        GgufArray::Bool(_) => "bool",
-        GgufArray::String(_) => "string",
-        GgufArray::Array(_) => "array",
-    }
-}
-
 /// The words the pre-tokenizer named `kind` (a `tokenizer.ggml.pre` value such as
 /// "llama-bpe" or "qwen2") cuts `text` into, before byte-level spelling and merges.
 #[pyfunction]
@@ -287,7 +201,6 @@ fn pretokenize(kind: &str, text: &str) -> PyResult<Vec<String>> {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenizer>()?;
-    m.add_function(wrap_pyfunction!(gguf_metadata, m)?)?;
     m.add_function(wrap_pyfunction!(pretokenize, m)?)?;
     Ok(())
 }

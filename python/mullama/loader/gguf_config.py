@@ -14,34 +14,34 @@ from typing import Any
 
 import numpy as np
 
-from mullama._core import ModelLoadError
-from mullama.loader.gguf_file import GGUFFile, tensor_bytes
+from mullama._core import GgufFile, ModelLoadError
+from mullama.loader.quant import tensor_bytes
 
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
     mlx_model_type: str  # the mlx_lm.models.<name> module
-    build_config: Callable[[GGUFFile], dict[str, Any]]
+    build_config: Callable[[GgufFile], dict[str, Any]]
     # llama.cpp stores Gemma norm weights as (1 + w); mlx-lm adds the 1 at run time.
     norm_weight_offset: float = 0.0
 
 
-def _meta(gguf: GGUFFile, key: str, default: Any = None, *, required: bool = False) -> Any:
+def _meta(gguf: GgufFile, key: str, default: Any = None, *, required: bool = False) -> Any:
     arch = gguf.architecture
-    value = gguf.metadata.get(f"{arch}.{key}", default)
+    value = gguf.get(f"{arch}.{key}", default)
     if value is None and required:
         raise ModelLoadError(f"GGUF file {gguf.path} lacks required metadata {arch}.{key}")
     return value
 
 
-def _rows(gguf: GGUFFile, name: str) -> int:
-    info = gguf.tensors.get(name)
+def _rows(gguf: GgufFile, name: str) -> int:
+    info = gguf.tensor(name)
     if info is None:
         raise ModelLoadError(f"GGUF file {gguf.path} has no tensor {name}")
     return info.shape[0]
 
 
-def _common_config(gguf: GGUFFile) -> dict[str, Any]:
+def _common_config(gguf: GgufFile) -> dict[str, Any]:
     hidden = int(_meta(gguf, "embedding_length", required=True))
     heads = int(_meta(gguf, "attention.head_count", required=True))
     kv_heads = _meta(gguf, "attention.head_count_kv", heads)
@@ -68,13 +68,13 @@ def _common_config(gguf: GGUFFile) -> dict[str, Any]:
         "vocab_size": _rows(gguf, "token_embd.weight"),
         "max_position_embeddings": int(_meta(gguf, "context_length", 4096)),
         "rope_theta": float(_meta(gguf, "rope.freq_base", 10000.0)),
-        "tie_word_embeddings": "output.weight" not in gguf.tensors,
+        "tie_word_embeddings": gguf.tensor("output.weight") is None,
         "rope_scaling": _rope_scaling(gguf, head_dim),
     }
 
 
-def _rope_scaling(gguf: GGUFFile, head_dim: int) -> dict[str, Any] | None:
-    if "rope_freqs.weight" in gguf.tensors:
+def _rope_scaling(gguf: GgufFile, head_dim: int) -> dict[str, Any] | None:
+    if gguf.tensor("rope_freqs.weight") is not None:
         return _llama3_rope_scaling(gguf, head_dim)
     kind = _meta(gguf, "rope.scaling.type", "none")
     factor = _meta(gguf, "rope.scaling.factor")
@@ -112,8 +112,8 @@ def _llama3_divisors(head_dim: int, base: float, p: dict[str, Any]) -> np.ndarra
     return np.where(wavelen < high_wavelen, 1.0, np.where(wavelen > low_wavelen, p["factor"], mid))
 
 
-def _llama3_rope_scaling(gguf: GGUFFile, head_dim: int) -> dict[str, Any]:
-    info = gguf.tensors["rope_freqs.weight"]
+def _llama3_rope_scaling(gguf: GgufFile, head_dim: int) -> dict[str, Any]:
+    info = gguf.tensor("rope_freqs.weight")
     stored = tensor_bytes(gguf, info).view(np.float32).reshape(-1)
     base = float(_meta(gguf, "rope.freq_base", 10000.0))
     for p in _LLAMA3_CANDIDATES:
@@ -131,31 +131,31 @@ def _llama3_rope_scaling(gguf: GGUFFile, head_dim: int) -> dict[str, Any]:
     )
 
 
-def _llama_config(gguf: GGUFFile) -> dict[str, Any]:
+def _llama_config(gguf: GgufFile) -> dict[str, Any]:
     config = _common_config(gguf)
     config.update(
         model_type="llama",
         # llama.cpp permutes Llama Q/K rows for interleaved ("traditional") RoPE.
         rope_traditional=True,
-        attention_bias="blk.0.attn_q.bias" in gguf.tensors,
-        mlp_bias="blk.0.ffn_up.bias" in gguf.tensors,
+        attention_bias=gguf.tensor("blk.0.attn_q.bias") is not None,
+        mlp_bias=gguf.tensor("blk.0.ffn_up.bias") is not None,
     )
     return config
 
 
-def _qwen2_config(gguf: GGUFFile) -> dict[str, Any]:
+def _qwen2_config(gguf: GgufFile) -> dict[str, Any]:
     config = _common_config(gguf)
     config["model_type"] = "qwen2"
     return config
 
 
-def _qwen3_config(gguf: GGUFFile) -> dict[str, Any]:
+def _qwen3_config(gguf: GgufFile) -> dict[str, Any]:
     config = _common_config(gguf)
     config["model_type"] = "qwen3"
     return config
 
 
-def _gemma3_config(gguf: GGUFFile) -> dict[str, Any]:
+def _gemma3_config(gguf: GgufFile) -> dict[str, Any]:
     config = _common_config(gguf)
     head_dim = config["head_dim"]
     # llama.cpp: the 27B model scales queries by hidden/heads, the others by head_dim.
@@ -182,7 +182,7 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
 }
 
 
-def architecture_spec(gguf: GGUFFile) -> ArchitectureSpec:
+def architecture_spec(gguf: GgufFile) -> ArchitectureSpec:
     arch = gguf.architecture
     if arch is None:
         raise ModelLoadError(f"GGUF file {gguf.path} lacks general.architecture")

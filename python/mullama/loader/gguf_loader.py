@@ -16,9 +16,8 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx_lm.utils import dequantize_model
 
-from mullama._core import ModelLoadError
+from mullama._core import GgufFile, GgufTensor, ModelLoadError
 from mullama.loader.gguf_config import ARCHITECTURES, ArchitectureSpec, architecture_spec
-from mullama.loader.gguf_file import GGUFFile, TensorInfo, read_gguf_file, tensor_bytes
 from mullama.loader.gguf_names import IGNORED_TENSORS, module_path
 from mullama.loader.loaded_model import LoadedModel, use_device_dtype
 from mullama.loader.quant import (
@@ -29,6 +28,7 @@ from mullama.loader.quant import (
     check_supported,
     convert_raw,
     describe_quantization,
+    tensor_bytes,
 )
 
 SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHITECTURES))
@@ -40,18 +40,21 @@ def load_gguf(path: str | Path, *, keep_quantized: bool = True) -> LoadedModel:
 
     keep_quantized=False expands quantized weights to float after loading: several
     times the memory, but dense matmuls, which are far faster than MLX's CPU quantized
-    kernels for prompt processing when MLX uses an optimized BLAS."""
+    kernels for prompt processing when MLX uses an optimized BLAS.
+
+    The header is parsed once, by the core's reader; the result travels on as
+    `LoadedModel.gguf` so that the tokenizer is built from it without a second parse."""
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
     if not path.is_file():
         raise ModelLoadError(f"not a GGUF file (is a directory or special file): {path}")
-    gguf = read_gguf_file(path)
+    gguf = GgufFile.open(path)
     spec = architecture_spec(gguf)
 
-    tensors = {n: t for n, t in gguf.tensors.items() if n not in IGNORED_TENSORS}
+    tensors = {t.name: t for t in gguf.tensors if t.name not in IGNORED_TENSORS}
     for info in tensors.values():
-        check_supported(info.name, info.ggml_type)
+        check_supported(info.name, info.type)
     targets = {name: module_path(gguf.architecture, name) for name in tensors}
 
     config = spec.build_config(gguf)
@@ -93,7 +96,7 @@ def load_gguf(path: str | Path, *, keep_quantized: bool = True) -> LoadedModel:
         model = dequantize_model(model)
         mx.eval(model.parameters())
 
-    matrix_types = Counter(info.type_name for info in tensors.values() if len(info.shape) == 2)
+    matrix_types = Counter(info.type for info in tensors.values() if len(info.shape) == 2)
     return LoadedModel(
         model=model,
         architecture=gguf.architecture,
@@ -104,20 +107,22 @@ def load_gguf(path: str | Path, *, keep_quantized: bool = True) -> LoadedModel:
         quantization=describe_quantization(matrix_types, layer_bits),
         source="gguf",
         config=config,
+        gguf=gguf,
     )
 
 
-def _read_tensors(gguf: GGUFFile, tensors: dict[str, TensorInfo]) -> dict[str, ConvertedTensor]:
-    if all(info.ggml_type in MLX_NATIVE_TYPES for info in tensors.values()):
+def _read_tensors(gguf: GgufFile, tensors: dict[str, GgufTensor]) -> dict[str, ConvertedTensor]:
+    if all(info.type in MLX_NATIVE_TYPES for info in tensors.values()):
         return _read_with_mlx(gguf, tensors)
     return {
-        name: convert_raw(name, info.ggml_type, tensor_bytes(gguf, info), info.shape)
+        name: convert_raw(name, info.type, tensor_bytes(gguf, info), info.shape)
         for name, info in tensors.items()
     }
 
 
-def _read_with_mlx(gguf: GGUFFile, tensors: dict[str, TensorInfo]) -> dict[str, ConvertedTensor]:
-    """MLX's reader returns quantized tensors as `<base>.weight/.scales/.biases`."""
+def _read_with_mlx(gguf: GgufFile, tensors: dict[str, GgufTensor]) -> dict[str, ConvertedTensor]:
+    """MLX's reader returns quantized tensors as `<base>.weight/.scales/.biases`. It
+    trusts the file, so it only ever sees one the core's reader has checked."""
     try:
         arrays = mx.load(str(gguf.path), format="gguf")
     except (RuntimeError, ValueError) as exc:

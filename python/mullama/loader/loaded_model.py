@@ -13,6 +13,8 @@ import numpy as np
 from mlx.utils import tree_map
 from mlx_lm.models.cache import make_prompt_cache
 
+from mullama._core import GgufFile
+
 _HALF_TYPES = (mx.float16, mx.bfloat16)
 
 
@@ -40,6 +42,9 @@ class LoadedModel:
     quantization: str  # e.g. "Q4_1 (4-bit layers, 8-bit embedding)"
     source: Literal["gguf", "mlx"]
     config: dict[str, Any] = field(default_factory=dict)  # the mlx-lm ModelArgs input
+    # The parsed header of a GGUF model (None for folders); the tokenizer is built from
+    # it, so that a load parses the header once.
+    gguf: GgufFile | None = field(default=None, repr=False)
 
     def forward(self, ids: Sequence[int]) -> np.ndarray:
         """Logits of shape (len(ids), n_vocab), float32, from one causal pass without cache."""

@@ -4,36 +4,39 @@ Q8_0, Q4_0 and Q4_1 are affine codes over groups of 32 with one scale (and one
 offset) per group, exactly MLX's affine quantization at group size 32, so they are
 carried over bit for bit. Other quantized types are dequantized with the `gguf`
 package and re-quantized by MLX at a bit width that keeps their precision.
+
+Tensor types are ggml's names ("Q4_1", "F32"), as the core's GGUF reader reports them.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
 import mlx.core as mx
 import numpy as np
-from gguf import GGMLQuantizationType as GT
+from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
 
-from mullama._core import ModelLoadError
+from mullama._core import GgufFile, GgufTensor, ModelLoadError
 
 GROUP_SIZE = 32
 
 # Types MLX's own GGUF reader handles losslessly; a file made only of these is read
 # by `mx.load`. (It also accepts BF16, but narrows it to float16.)
-MLX_NATIVE_TYPES = frozenset({GT.F32, GT.F16, GT.Q4_0, GT.Q4_1, GT.Q8_0})
+MLX_NATIVE_TYPES = frozenset({"F32", "F16", "Q4_0", "Q4_1", "Q8_0"})
 
-FLOAT_TYPES = frozenset({GT.F32, GT.F16, GT.BF16, GT.F64})
+FLOAT_TYPES = frozenset({"F32", "F16", "BF16", "F64"})
 
-EXACT_AFFINE_BITS = {GT.Q8_0: 8, GT.Q4_0: 4, GT.Q4_1: 4}
+EXACT_AFFINE_BITS = {"Q8_0": 8, "Q4_0": 4, "Q4_1": 4}
 
 # Types that are dequantized and re-quantized at REQUANT_BITS. Their codes do not map
 # one to one onto MLX groups of 32 (K-quants share scales across sub-blocks), and
 # re-quantizing at their nominal width doubles the rounding error: on Gemma 3 270M
 # Q4_K_M, argmax agreement with llama.cpp fell from 98.6% (8 bits) to 95.1%.
 REQUANT_TYPES = frozenset(
-    {GT.Q5_0, GT.Q5_1, GT.Q4_K, GT.Q5_K, GT.Q6_K, GT.Q2_K, GT.Q3_K, GT.IQ4_NL, GT.IQ4_XS}
+    {"Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "Q2_K", "Q3_K", "IQ4_NL", "IQ4_XS"}
 )
 REQUANT_BITS = 8
 
@@ -41,7 +44,7 @@ SUPPORTED_TYPES = FLOAT_TYPES | set(EXACT_AFFINE_BITS) | REQUANT_TYPES
 
 
 def supported_type_names() -> list[str]:
-    return sorted(t.name for t in SUPPORTED_TYPES)
+    return sorted(SUPPORTED_TYPES)
 
 
 @dataclass
@@ -53,10 +56,21 @@ class ConvertedTensor:
     bits: int | None
 
 
-def check_supported(name: str, ggml_type: GT) -> None:
+def tensor_bytes(gguf: GgufFile, info: GgufTensor) -> np.ndarray:
+    """The raw bytes of one tensor as a read-only memory map, shaped (rows, bytes per row),
+    at the offset the core's reader checked to lie inside the file."""
+    raw = np.memmap(gguf.path, dtype=np.uint8, mode="r", offset=info.offset, shape=(info.nbytes,))
+    return raw.reshape(math.prod(info.shape[:-1]), -1)
+
+
+def _dequantize(raw: np.ndarray, ggml_type: str) -> np.ndarray:
+    return dequantize(raw, GGMLQuantizationType[ggml_type])
+
+
+def check_supported(name: str, ggml_type: str) -> None:
     if ggml_type not in SUPPORTED_TYPES:
         raise ModelLoadError(
-            f"tensor {name} has unsupported GGUF tensor type {ggml_type.name}; "
+            f"tensor {name} has unsupported GGUF tensor type {ggml_type}; "
             f"supported types: {', '.join(supported_type_names())}"
         )
 
@@ -68,20 +82,20 @@ def affine_bits(weight: mx.array, scales: mx.array, group_size: int = GROUP_SIZE
 
 
 def convert_raw(
-    name: str, ggml_type: GT, raw: np.ndarray, shape: tuple[int, ...]
+    name: str, ggml_type: str, raw: np.ndarray, shape: tuple[int, ...]
 ) -> ConvertedTensor:
     """Turn one tensor's raw GGUF bytes (rows x bytes-per-row) into MLX arrays."""
     check_supported(name, ggml_type)
     if ggml_type in FLOAT_TYPES:
-        values = dequantize(raw, ggml_type).reshape(shape)
-        if ggml_type == GT.F16:
+        values = _dequantize(raw, ggml_type).reshape(shape)
+        if ggml_type == "F16":
             return ConvertedTensor({"weight": mx.array(values.astype(np.float16))}, None)
-        if ggml_type == GT.BF16:
+        if ggml_type == "BF16":
             return ConvertedTensor({"weight": mx.array(values).astype(mx.bfloat16)}, None)
         return ConvertedTensor({"weight": mx.array(values.astype(np.float32))}, None)
     if len(shape) != 2:
         # Only matrices become quantized modules; anything else is used as floats.
-        values = dequantize(raw, ggml_type).reshape(shape).astype(np.float32)
+        values = _dequantize(raw, ggml_type).reshape(shape).astype(np.float32)
         return ConvertedTensor({"weight": mx.array(values)}, None)
     if ggml_type in EXACT_AFFINE_BITS:
         weight, scales, biases = _REPACKERS[ggml_type](raw, shape)
@@ -89,7 +103,7 @@ def convert_raw(
             {"weight": weight, "scales": scales, "biases": biases}, EXACT_AFFINE_BITS[ggml_type]
         )
     bits = REQUANT_BITS
-    values = mx.array(dequantize(raw, ggml_type).reshape(shape).astype(np.float32))
+    values = mx.array(_dequantize(raw, ggml_type).reshape(shape).astype(np.float32))
     weight, scales, biases = mx.quantize(values, group_size=GROUP_SIZE, bits=bits)
     return ConvertedTensor(
         {
@@ -151,7 +165,7 @@ def _repack_q4_1(raw: np.ndarray, shape: tuple[int, ...]) -> tuple[mx.array, ...
     return _pack_nibbles(codes, shape), mx.array(d), mx.array(m)
 
 
-_REPACKERS = {GT.Q8_0: _repack_q8_0, GT.Q4_0: _repack_q4_0, GT.Q4_1: _repack_q4_1}
+_REPACKERS = {"Q8_0": _repack_q8_0, "Q4_0": _repack_q4_0, "Q4_1": _repack_q4_1}
 
 
 def describe_quantization(tensor_types: Counter, layer_bits: dict[str, int | None]) -> str:

@@ -155,18 +155,18 @@ impl std::fmt::Debug for Tokenizer {
 impl Tokenizer {
     /// Loads the tokenizer of the GGUF model at `path` (reads metadata only).
     pub fn from_gguf_path(path: impl AsRef<Path>) -> Result<Self> {
-        let meta = GgufMetadata::from_path(path.as_ref())?;
-        Self::from_gguf(&meta).map_err(|e| match e {
-            CoreError::Tokenizer { message } => CoreError::Tokenizer {
-                message: format!("{}: {message}", path.as_ref().display()),
-            },
-            other => other,
-        })
+        Self::from_gguf(&GgufMetadata::from_path(path.as_ref())?)
     }
 
-    /// Builds the tokenizer described by GGUF metadata.
+    /// Builds the tokenizer described by already-read GGUF metadata (so a model load
+    /// parses its header once); errors name the file when the metadata came from one.
     pub fn from_gguf(meta: &GgufMetadata) -> Result<Self> {
-        Self::from_source(VocabSource::from_gguf(meta)?)
+        Self::from_source(VocabSource::from_gguf(meta)?).map_err(|e| match (e, &meta.path) {
+            (CoreError::Tokenizer { message }, Some(path)) => CoreError::Tokenizer {
+                message: format!("{}: {message}", path.display()),
+            },
+            (other, _) => other,
+        })
     }
 
     /// Loads a Hugging Face tokenizer: `path` is a `tokenizer.json` file or a folder
