@@ -1,8 +1,11 @@
-"""StreamConfig: defaults, validation errors (field + value), repr, equality, replace, copy."""
+"""StreamConfig: the field table (defaults, signature, docs), validation errors (field + value),
+repr, equality, replace, copy."""
 
 import copy
+import inspect
 import math
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -10,26 +13,64 @@ from mullama import ConfigError, MullamaError, StreamConfig
 
 pytestmark = pytest.mark.timeout(30)
 
-DEFAULTS = {
-    "max_tokens": 256,
-    "temperature": 0.8,
-    "top_k": 40,
-    "top_p": 0.9,
-    "min_p": 0.0,
-    "repeat_penalty": 1.0,
-    "seed": None,
-    "stop_sequences": [],
-    "include_stop": False,
-    "buffer_size": 64,
-    "timeout_ms": 30000,
-}
+REPO = Path(__file__).resolve().parent.parent
+
+# The core's field table, read back through the binding: (name, annotation, default, doc).
+FIELDS = StreamConfig.fields()
+DEFAULTS = {name: default for name, _, default, _ in FIELDS}
 
 
-def test_defaults_match_the_documented_values():
+def _same_value(a: object, b: object) -> bool:
+    # type() too, or False == 0 and 1.0 == 1 would pass.
+    return type(a) is type(b) and a == b
+
+
+def test_field_table_rows():
+    assert [name for name, _, _, _ in FIELDS] == list(StreamConfig().to_dict())
+    for row in FIELDS:
+        name, annotation, _, doc = row
+        assert isinstance(row, tuple) and len(row) == 4
+        assert isinstance(annotation, str) and annotation, name
+        assert isinstance(doc, str) and doc.strip() == doc and "\n" not in doc and doc, name
+    assert StreamConfig.max_tokens.__doc__ == FIELDS[0][3]
+
+
+def test_field_table_defaults_are_fresh_values():
+    fields = StreamConfig.fields()
+    stops = next(default for name, _, default, _ in fields if name == "stop_sequences")
+    stops.append("x")
+    assert StreamConfig.fields() == FIELDS
+    assert StreamConfig().stop_sequences == []
+
+
+def test_defaults_are_the_table_defaults():
     config = StreamConfig()
     for name, expected in DEFAULTS.items():
-        assert getattr(config, name) == expected, name
+        assert _same_value(getattr(config, name), expected), name
     assert config.to_dict() == DEFAULTS
+
+
+def test_constructor_signature_is_the_field_table():
+    # pyo3 needs the text_signature as a literal in crates/mullama-py/src/config.rs; this is
+    # what keeps it from drifting from the table.
+    params = list(inspect.signature(StreamConfig).parameters.values())
+    assert [p.name for p in params] == [name for name, _, _, _ in FIELDS]
+    for param, (name, _, default, _) in zip(params, FIELDS, strict=True):
+        assert param.kind is inspect.Parameter.KEYWORD_ONLY, name
+        assert _same_value(param.default, default), name
+
+
+def _docs_table() -> list[list[str]]:
+    text = (REPO / "docs" / "streaming.md").read_text(encoding="utf-8")
+    section = text.split("\n## StreamConfig\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    assert lines[0] == "| field | default | meaning |" and set(lines[1]) <= set("|- ")
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_docs_table_is_the_field_table():
+    expected = [[f"`{name}`", repr(default), doc] for name, _, default, doc in FIELDS]
+    assert _docs_table() == expected
 
 
 def test_floats_read_back_as_typed_despite_f32_storage():
@@ -53,11 +94,8 @@ def test_unknown_field_is_a_type_error_naming_it():
 
 
 def test_repr_lists_every_field():
-    assert repr(StreamConfig()) == (
-        "StreamConfig(max_tokens=256, temperature=0.8, top_k=40, top_p=0.9, min_p=0.0, "
-        "repeat_penalty=1.0, seed=None, stop_sequences=[], include_stop=False, "
-        "buffer_size=64, timeout_ms=30000)"
-    )
+    shown = ", ".join(f"{name}={default!r}" for name, default in DEFAULTS.items())
+    assert repr(StreamConfig()) == f"StreamConfig({shown})"
     config = StreamConfig(seed=7, stop_sequences=["\n", "it's"], include_stop=True)
     assert "seed=7" in repr(config)
     assert "stop_sequences=['\\n', \"it's\"]" in repr(config)
@@ -111,6 +149,15 @@ def test_setters_validate_and_keep_the_old_value_on_error():
     with pytest.raises(ConfigError):
         config.stop_sequences = ["ok", ""]
     assert config.stop_sequences == ["x"]
+
+
+def test_assigning_a_name_that_is_not_a_field_is_an_attribute_error():
+    config = StreamConfig()
+    with pytest.raises(AttributeError, match="max_token"):
+        config.max_token = 5  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match="replace"):
+        config.replace = None  # type: ignore[method-assign,assignment]
+    assert config == StreamConfig()
 
 
 def test_attributes_cannot_be_deleted():

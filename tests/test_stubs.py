@@ -1,8 +1,11 @@
-"""python/mullama/_core.pyi must describe the extension exactly: same public names, and every
-method/property a stub class declares exists on the runtime class."""
+"""python/mullama/_core.pyi must describe the extension exactly: same public names, every
+method/property a stub class declares exists on the runtime class, mypy.stubtest agrees, and
+StreamConfig's keywords follow the core's field table."""
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,52 @@ def test_stub_base_classes_match_runtime():
         for base in stub.bases:
             if isinstance(base, ast.Name) and hasattr(_core, base.id):
                 assert issubclass(runtime, getattr(_core, base.id)), (name, base.id)
+
+
+def test_stubtest_finds_no_mismatch_with_the_runtime_module(tmp_path):
+    """Signatures, defaults, finality and members: mypy's own stub checker, with the allowlist
+    that gives a reason for each exception."""
+    pytest.importorskip("mypy.stubtest", reason="mypy is in the test extra: pip install mypy")
+    allowlist = Path(__file__).with_name("stubtest_allowlist.txt")
+    # The stub imports only the standard library; without this mypy would also analyse
+    # mullama/__init__.py and everything it imports (minutes instead of seconds).
+    config = tmp_path / "mypy.ini"
+    config.write_text("[mypy]\nfollow_imports = silent\n[mypy-mullama]\nfollow_imports = skip\n")
+    command = [sys.executable, "-m", "mypy.stubtest", "mullama._core"]
+    command += ["--allowlist", str(allowlist), "--mypy-config-file", str(config)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _stub_method(cls: str, name: str) -> ast.FunctionDef:
+    for node in _stub_classes()[cls].body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return node
+    raise AssertionError(f"_core.pyi has no {cls}.{name}")
+
+
+def _same_value(a: object, b: object) -> bool:
+    # type() too, or False == 0 and 1.0 == 1 would pass.
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("method", ["__new__", "replace"])
+def test_stub_stream_config_keywords_follow_the_field_table(method):
+    node = _stub_method("StreamConfig", method)
+    args = node.args
+    assert [a.arg for a in args.posonlyargs + args.args] == [
+        "cls" if method == "__new__" else "self"
+    ]
+    assert args.vararg is None and args.kwarg is None
+    table = _core.StreamConfig.fields()
+    assert [a.arg for a in args.kwonlyargs] == [name for name, _, _, _ in table]
+    for arg, default, (name, annotation, table_default, _) in zip(
+        args.kwonlyargs, args.kw_defaults, table, strict=True
+    ):
+        assert arg.annotation is not None and ast.unparse(arg.annotation) == annotation, name
+        assert default is not None, name
+        if method == "replace":
+            # replace() keeps the current value, so the stub shows no default.
+            assert isinstance(default, ast.Constant) and default.value is Ellipsis, name
+        else:
+            assert _same_value(ast.literal_eval(default), table_default), name

@@ -1,11 +1,14 @@
 # Hand-written stubs for the Rust extension mullama._core (crates/mullama-py).
-# tests/test_stubs.py checks these names against the runtime module in both directions.
+# tests/test_stubs.py checks these names against the runtime module in both directions, runs
+# mypy.stubtest on the module and compares StreamConfig's constructor with its field table.
+# pyo3 classes take their arguments in __new__ (their __init__ is object's), and cannot be
+# subclassed, hence __new__ and @final below.
 
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, final
 
 from typing_extensions import Self
 
@@ -38,11 +41,12 @@ class ContextLengthError(MullamaError): ...
 
 # ---------------------------------------------------------------- config
 
+@final
 class StreamConfig:
     """Sampling and streaming parameters; every assignment is validated (ConfigError)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         max_tokens: int = 256,
         temperature: float = 0.8,
@@ -51,11 +55,11 @@ class StreamConfig:
         min_p: float = 0.0,
         repeat_penalty: float = 1.0,
         seed: int | None = None,
-        stop_sequences: str | Iterable[str] = (),
+        stop_sequences: str | Iterable[str] = [],
         include_stop: bool = False,
         buffer_size: int = 64,
         timeout_ms: int = 30000,
-    ) -> None: ...
+    ) -> Self: ...
     max_tokens: int
     temperature: float
     top_k: int
@@ -85,11 +89,16 @@ class StreamConfig:
         buffer_size: int = ...,
         timeout_ms: int = ...,
     ) -> StreamConfig: ...
+    @staticmethod
+    def fields() -> list[tuple[str, str, object, str]]:
+        """(name, annotation, default, doc) of every field, in order."""
     def to_dict(self) -> dict[str, object]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __getnewargs_ex__(self) -> tuple[tuple[()], dict[str, object]]: ...
+    def __eq__(self, other: object, /) -> bool: ...
 
 # ---------------------------------------------------------------- events
 
+@final
 class Token:
     """One stream event (immutable)."""
 
@@ -124,13 +133,15 @@ class Token:
 
 # ---------------------------------------------------------------- vocabularies
 
+@final
 class PieceTable:
     """Token id i -> pieces[i]; a vocabulary for tests and synthetic producers."""
 
-    def __init__(self, pieces: Iterable[bytes | bytearray]) -> None: ...
+    def __new__(cls, pieces: Iterable[bytes | bytearray]) -> Self: ...
     def __len__(self) -> int: ...
     def piece(self, id: int) -> bytes | None: ...
 
+@final
 class Tokenizer:
     """llama.cpp-exact tokenizer from a GGUF model or a Hugging Face tokenizer.json."""
 
@@ -218,6 +229,7 @@ def pretokenize(kind: str, text: str) -> list[str]:
 
 # ---------------------------------------------------------------- the stream
 
+@final
 class TokenProducer:
     """The push side of a stream; every method may be called from any thread."""
 
@@ -237,6 +249,7 @@ class TokenProducer:
     def stop_reason(self) -> _FinishReason | None: ...
     def wait(self, seconds: float) -> bool: ...
 
+@final
 class TokenStream:
     """The consumer side: iterate to receive Token events."""
 
