@@ -13,7 +13,10 @@ pub enum CoreError {
         reason: String,
     },
     /// The stream's deadline passed before the next event arrived.
-    #[error("stream timed out after {timeout_ms} ms")]
+    #[error(
+        "stream timed out: its deadline of timeout_ms={timeout_ms} passed before the reply \
+         ended (raise timeout_ms, or set 0 for no deadline)"
+    )]
     StreamTimeout { timeout_ms: u64 },
     /// The producer finished the stream with an error (its message is kept).
     #[error("generation failed: {message}")]
