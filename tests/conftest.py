@@ -37,7 +37,7 @@ def tiny_gguf_variants(tiny_dir: Path) -> dict[str, Path]:
     """All tiny GGUF variants (same weights, different encodings), by name."""
     from gguf import GGMLQuantizationType as GT
 
-    from mullama.loader.tiny import write_tiny_gguf
+    from mullama.testing.tiny_models import write_tiny_gguf
 
     paths = {}
     for name, (layer_type, embedding_type) in TINY_GGUF_VARIANTS.items():
@@ -65,7 +65,7 @@ def tiny_gguf_q4(tiny_gguf_variants: dict[str, Path]) -> Path:
 def tiny_mlx_folder(tiny_dir: Path) -> Path:
     """The tiny Llama model (same weights as the GGUF) as an MLX safetensors folder
     with tokenizer.json and tokenizer_config.json."""
-    from mullama.loader.tiny import write_tiny_mlx_folder
+    from mullama.testing.tiny_models import write_tiny_mlx_folder
 
     return write_tiny_mlx_folder(tiny_dir / "tiny-mlx")
 

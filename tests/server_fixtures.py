@@ -27,7 +27,7 @@ TINY_CONTEXT = 8192
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama (conftest's weights) as an F32 GGUF with an 8192-token context."""
-    from mullama.loader.tiny import TinyConfig, write_tiny_gguf
+    from mullama.testing.tiny_models import TinyConfig, write_tiny_gguf
 
     folder = tmp_path_factory.mktemp("served_models")
     return write_tiny_gguf(folder / "tiny.gguf", TinyConfig(context_length=TINY_CONTEXT))

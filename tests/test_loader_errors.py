@@ -12,7 +12,7 @@ import pytest
 from mullama import ModelLoadError
 from mullama._core import GgufFile
 from mullama.loader import load_gguf, load_model
-from mullama.loader.tiny import write_tiny_gguf
+from mullama.testing.tiny_models import write_tiny_gguf
 
 
 def _copy_with(src: Path, dst: Path, data: bytes) -> Path:

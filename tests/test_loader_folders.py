@@ -17,7 +17,7 @@ from mullama.loader import (
     load_model,
     resolve_model,
 )
-from mullama.loader.tiny import BOS_ID, CHAT_TEMPLATE, TinyConfig, tiny_vocab
+from mullama.testing.tiny_models import BOS_ID, CHAT_TEMPLATE, TinyConfig, tiny_vocab
 
 
 def test_folder_loads_with_its_description(tiny_mlx_folder: Path):

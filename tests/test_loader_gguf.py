@@ -16,7 +16,7 @@ from mullama._core import GgufFile
 from mullama.loader import LoadedModel, load_gguf, load_mlx_folder
 from mullama.loader.gguf_names import module_path
 from mullama.loader.quant import tensor_bytes
-from mullama.loader.tiny import BOS_ID, CHAT_TEMPLATE, EOS_ID, TinyConfig
+from mullama.testing.tiny_models import BOS_ID, CHAT_TEMPLATE, EOS_ID, TinyConfig
 
 IDS = [BOS_ID, 75, 72, 79, 79, 82, 35, 259, 270, 280, 290, 298, 5, 6, 7, 8]
 
@@ -125,7 +125,7 @@ def test_loaded_model_description(tiny_gguf_q4: Path):
 
 
 def test_tied_embeddings_when_there_is_no_output_tensor(tmp_path: Path):
-    from mullama.loader.tiny import write_tiny_gguf, write_tiny_mlx_folder
+    from mullama.testing.tiny_models import write_tiny_gguf, write_tiny_mlx_folder
 
     cfg = TinyConfig(tied=True, seed=3)
     gguf_model = load_gguf(write_tiny_gguf(tmp_path / "tied.gguf", cfg))
@@ -186,7 +186,7 @@ def test_tiny_model_predictions_are_peaked(tiny_gguf: Path):
 def test_qwen_ggufs_match_their_safetensors_folders(tmp_path: Path, architecture: str):
     """Qwen GGUFs keep the Hugging Face Q/K layout (no permutation, half-split RoPE);
     qwen2 adds q/k/v biases and qwen3 per-head q/k norms."""
-    from mullama.loader.tiny import write_tiny_gguf, write_tiny_mlx_folder
+    from mullama.testing.tiny_models import write_tiny_gguf, write_tiny_mlx_folder
 
     cfg = TinyConfig(architecture=architecture, seed=7)
     gguf_model = load_gguf(write_tiny_gguf(tmp_path / f"{architecture}.gguf", cfg))

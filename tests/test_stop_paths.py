@@ -102,7 +102,7 @@ def test_a_cut_inside_an_emoji_shows_no_replacement_character(default_model, max
     # What was shown is the complete characters of the reply's bytes; the rest was counted.
     shown = whole.text.encode()
     assert raw.startswith(shown)
-    assert stream.stats()["incomplete_bytes_dropped"] == len(raw) - len(shown)
+    assert stream.stats["incomplete_bytes_dropped"] == len(raw) - len(shown)
 
 
 def test_the_cut_rule_holds_when_a_stream_is_stopped_from_another_thread(default_model) -> None:

@@ -26,7 +26,9 @@ T = TypeVar("T")
 
 PREFILL_CHUNK_S = 0.1
 """Target duration of one prompt chunk: the most a stop waits while a prompt is read."""
-PREFILL_FIRST_CHUNK = 16
+# On MLX-CPU a prompt token costs as much as a decode step (about 0.1 s on a 2-core host), so
+# chunks start tiny; on engines that batch prompt tokens well they grow to the maximum.
+PREFILL_FIRST_CHUNK = 2
 PREFILL_MAX_CHUNK = 512
 
 _running_jobs: weakref.WeakSet[GenerationJob] = weakref.WeakSet()
@@ -224,5 +226,5 @@ class GenerationJob:
                 took = time.perf_counter() - started
             done += len(part)
             rate = len(part) / max(took, 1e-6)
-            chunk = max(PREFILL_FIRST_CHUNK, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
+            chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
         return not self._should_stop()

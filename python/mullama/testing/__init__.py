@@ -1,4 +1,6 @@
-"""Helpers for tests and benchmarks: streams fed by synthetic producers through the real core."""
+"""Helpers for testing apps built on mullama: streams fed by synthetic producers through the
+real core (`stream_from_pieces`), and tiny random-weight models written where you ask
+(`mullama.testing.tiny_models`), so a test suite needs no real weights."""
 
 from __future__ import annotations
 
