@@ -40,7 +40,9 @@ def test_stats_travel_with_events_and_on_the_stream():
     assert first.peak_memory == 0.0 and first.prompt_tokens == 0
     stats = stream.stats
     assert stats["generation_tokens"] == 10 == stream.tokens_generated
+    assert stats["incomplete_bytes_dropped"] == 0
     assert set(stats) == {
+        "incomplete_bytes_dropped",
         "prompt_tokens",
         "prompt_tps",
         "generation_tokens",

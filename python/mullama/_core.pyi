@@ -176,6 +176,7 @@ class Tokenizer:
 
 # ---------------------------------------------------------------- GGUF files
 
+@final
 class GgufTensor:
     """One tensor directory entry (immutable)."""
 
@@ -193,6 +194,7 @@ class GgufTensor:
     @property
     def nbytes(self) -> int: ...
 
+@final
 class GgufFile:
     """The checked header of a GGUF file: metadata and tensor directory (no tensor data).
     Metadata value types use the GGUF specification's names ("uint32", "string", ...)."""
