@@ -5,6 +5,16 @@
 pub trait TokenPieces: Send + Sync {
     /// The bytes of token `id`, or None when `id` is outside the vocabulary.
     fn piece(&self, id: u32) -> Option<&[u8]>;
+    /// The bytes of `id` when it is the first token shown in a text: Hugging Face
+    /// decoders (Metaspace, Strip) drop a leading space there. Same as `piece` by default.
+    fn leading_piece(&self, id: u32) -> Option<&[u8]> {
+        self.piece(id)
+    }
+    /// Whether `id` is left out of the text altogether (a hidden special token), so the
+    /// token after it still counts as the first shown.
+    fn is_skipped(&self, _id: u32) -> bool {
+        false
+    }
     /// Number of token ids.
     fn vocab_size(&self) -> usize;
 }

@@ -56,6 +56,7 @@ pub fn token_stream(
             decoder: IncrementalDecoder::new(),
             scanner: StopScanner::new(&config.stop_sequences, config.include_stop),
             decoded: String::new(),
+            shown_any: false,
         }),
     };
     Ok((producer, TokenConsumer { shared }))
@@ -399,6 +400,9 @@ struct ProducerWork {
     scanner: StopScanner,
     /// Reused scratch for the decoder's output.
     decoded: String,
+    /// Whether a token that is not skipped has been pushed: until then tokens take their
+    /// leading piece (`TokenPieces::leading_piece`).
+    shown_any: bool,
 }
 
 impl ProducerWork {
@@ -452,7 +456,12 @@ impl TokenProducer {
         if let Some(reason) = self.shared.stop_reason(now) {
             return Ok(PushOutcome::Stop(reason));
         }
-        let Some(piece) = self.pieces.piece(token) else {
+        let piece = if work.shown_any {
+            self.pieces.piece(token)
+        } else {
+            self.pieces.leading_piece(token)
+        };
+        let Some(piece) = piece else {
             let message = format!(
                 "token id {token} is outside the vocabulary (size {})",
                 self.pieces.vocab_size()
@@ -463,6 +472,7 @@ impl TokenProducer {
         let generated = self.shared.record_token(now);
 
         let work = &mut *work;
+        work.shown_any |= !self.pieces.is_skipped(token);
         work.decoded.clear();
         work.decoder.push(piece, &mut work.decoded);
         // Sized up front: one allocation per event at most, no growth.

@@ -14,8 +14,10 @@
 //! `special = false`) control and unknown tokens render as nothing, so `<|im_end|>` never
 //! leaks into streamed text; `piece_with_special` / `SpecialPieces` render their text.
 //!
-//! Sources: a GGUF file's `tokenizer.ggml.*` metadata (`from_gguf`) or a Hugging Face
-//! `tokenizer.json` (+ `tokenizer_config.json`) (`from_hf_json`).
+//! Sources: a GGUF file's `tokenizer.ggml.*` metadata (`from_gguf`), llama.cpp-exact, or
+//! a Hugging Face `tokenizer.json` (+ `tokenizer_config.json`, `generation_config.json`)
+//! (`from_hf_json`), which encodes with the `tokenizers` crate's own pipeline so ids equal
+//! Hugging Face's; its pieces come from the file's decoder chain (`hf_json`).
 
 mod bpe;
 mod byte_level;
@@ -26,6 +28,7 @@ mod spm;
 mod unicode;
 mod vocab_source;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,6 +41,7 @@ pub use vocab_source::VocabSource;
 
 use bpe::BpeModel;
 use byte_level::ByteLevel;
+use hf_json::HfEncoder;
 use special::{Fragment, SpecialTokens};
 use spm::SpmModel;
 
@@ -58,6 +62,8 @@ enum Model {
         spm: Box<SpmModel>,
         add_space_prefix: bool,
     },
+    /// A Hugging Face tokenizer.json, encoded by the `tokenizers` crate.
+    HuggingFace(Box<HfEncoder>),
 }
 
 /// A token's role, from `tokenizer.ggml.token_type` (same codes as llama.cpp).
@@ -129,6 +135,9 @@ pub struct Tokenizer {
     /// All token pieces back to back; token i is `piece_bytes[piece_ends[i-1]..piece_ends[i]]`.
     piece_bytes: Vec<u8>,
     piece_ends: Vec<usize>,
+    /// Pieces that differ when the token is the first shown in a text (Hugging Face
+    /// decoders that drop a leading space there); empty for GGUF tokenizers.
+    leading: HashMap<u32, Box<[u8]>>,
     bos: Option<u32>,
     eos: Option<u32>,
     eot: Option<u32>,
@@ -171,8 +180,57 @@ impl Tokenizer {
 
     /// Loads a Hugging Face tokenizer: `path` is a `tokenizer.json` file or a folder
     /// holding one (a `tokenizer_config.json` beside it supplies BOS/EOS and the template).
+    /// Encoding is Hugging Face's (normalizer, pre-tokenizer, model, added tokens,
+    /// post-processor); `generation_config.json`'s eos ids also end generation.
     pub fn from_hf_json(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_source(hf_json::load(path.as_ref())?)
+        let parts = hf_json::load(path.as_ref())?;
+        let token_index: HashMap<&str, u32> = parts
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.as_str(), id as u32))
+            .collect();
+        let by_text = |list: &[&str]| -> Vec<u32> {
+            list.iter()
+                .filter_map(|t| token_index.get(t).copied())
+                .collect()
+        };
+        let eot = by_text(END_OF_TURN_TEXTS).first().copied();
+        let mut end_of_generation = by_text(END_OF_GENERATION_TEXTS);
+        end_of_generation.extend(parts.eos.iter().chain(&eot).chain(&parts.generation_eos));
+        end_of_generation.sort_unstable();
+        end_of_generation.dedup();
+
+        let mut piece_bytes = Vec::with_capacity(parts.pieces.iter().map(Vec::len).sum());
+        let mut piece_ends = Vec::with_capacity(parts.pieces.len());
+        let mut leading = HashMap::new();
+        for (id, piece) in parts.pieces.iter().enumerate() {
+            // Special tokens are what `decode(.., skip_special_tokens=True)` leaves out.
+            if parts.kinds[id] != TokenKind::Control {
+                piece_bytes.extend_from_slice(piece);
+                if let Some(lead) = parts.leading.get(&(id as u32)) {
+                    leading.insert(id as u32, lead.clone().into_boxed_slice());
+                }
+            }
+            piece_ends.push(piece_bytes.len());
+        }
+        Ok(Self {
+            model: Model::HuggingFace(Box::new(parts.encoder)),
+            texts: parts.texts,
+            kinds: parts.kinds,
+            specials: SpecialTokens::new(Vec::new()),
+            piece_bytes,
+            piece_ends,
+            leading,
+            bos: parts.bos,
+            eos: parts.eos,
+            eot,
+            end_of_generation,
+            add_bos: parts.add_bos,
+            add_eos: parts.add_eos,
+            chat_template: parts.chat_template,
+            pre_name: parts.description,
+        })
     }
 
     /// Builds a tokenizer from an explicit vocabulary description.
@@ -287,6 +345,7 @@ impl Tokenizer {
                 // Rendered only on request (`piece_with_special`), as in llama.cpp.
                 (TokenKind::Control | TokenKind::Unknown, _) => {}
                 (TokenKind::Unused | TokenKind::Undefined, _) => {}
+                (_, Model::HuggingFace(_)) => unreachable!("built by from_hf_json"),
             }
             piece_ends.push(piece_bytes.len());
         }
@@ -298,6 +357,7 @@ impl Tokenizer {
             specials,
             piece_bytes,
             piece_ends,
+            leading: HashMap::new(),
             bos,
             eos,
             eot,
@@ -312,7 +372,26 @@ impl Tokenizer {
     /// Token ids of `text`. `add_special` prepends BOS / appends EOS where the model asks
     /// for them (`add_bos` / `add_eos`); `parse_special` turns control-token texts such as
     /// `<|im_end|>` into their single tokens instead of tokenizing them as plain text.
+    ///
+    /// Never fails for GGUF tokenizers; see `try_encode` for folder tokenizers.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        // The crate fails only for a model whose unknown token is missing from its own
+        // vocabulary; such a file yields no ids rather than a panic.
+        self.try_encode(text, add_special, parse_special)
+            .unwrap_or_default()
+    }
+
+    /// `encode`, with the error a Hugging Face tokenizer can report (a model that must
+    /// emit an unknown token its vocabulary lacks).
+    pub fn try_encode(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>> {
+        if let Model::HuggingFace(hf) = &self.model {
+            return hf.encode(text, add_special, parse_special);
+        }
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             out.extend(self.bos);
@@ -363,13 +442,14 @@ impl Tokenizer {
                     }
                     spm.encode(&spelled, &mut out);
                 }
+                Model::HuggingFace(_) => unreachable!("encoded above"),
             }
             after_special = false;
         }
         if add_special && self.add_eos {
             out.extend(self.eos);
         }
-        out
+        Ok(out)
     }
 
     /// The bytes token `id` renders as with control/unknown tokens shown as their text
@@ -381,15 +461,27 @@ impl Tokenizer {
         }
     }
 
+    /// `piece_with_special` for the first token of a text.
+    fn leading_piece_with_special(&self, id: u32) -> Option<&[u8]> {
+        match self.kinds.get(id as usize)? {
+            TokenKind::Control | TokenKind::Unknown => Some(self.texts[id as usize].as_bytes()),
+            _ => self.leading_piece(id),
+        }
+    }
+
     /// The raw bytes of `ids` concatenated; `render_special` shows control tokens' text.
+    /// The first token shown takes its leading piece, as in a stream.
     pub fn decode_bytes(&self, ids: &[u32], render_special: bool) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(ids.len() * 4);
+        let mut started = false;
         for &id in ids {
-            let piece = if render_special {
-                self.piece_with_special(id)
-            } else {
-                self.piece(id)
+            let piece = match (render_special, started) {
+                (true, false) => self.leading_piece_with_special(id),
+                (true, true) => self.piece_with_special(id),
+                (false, false) => self.leading_piece(id),
+                (false, true) => self.piece(id),
             };
+            started |= render_special || !self.is_skipped(id);
             let piece = piece.ok_or_else(|| CoreError::Tokenizer {
                 message: format!(
                     "token id {id} is outside the vocabulary of {}",
@@ -452,15 +544,18 @@ impl Tokenizer {
         self.chat_template.as_deref()
     }
 
-    /// `tokenizer.ggml.model`: "gpt2" (byte-level BPE) or "llama" (SentencePiece).
+    /// `tokenizer.ggml.model`: "gpt2" (byte-level BPE) or "llama" (SentencePiece), or
+    /// "huggingface" for a tokenizer.json.
     pub fn model_name(&self) -> &str {
         match self.model {
             Model::ByteLevelBpe { .. } => "gpt2",
             Model::SentencePiece { .. } => "llama",
+            Model::HuggingFace(_) => "huggingface",
         }
     }
 
-    /// The `tokenizer.ggml.pre` name this tokenizer follows.
+    /// The `tokenizer.ggml.pre` name this tokenizer follows ("hf-bpe", "hf-unigram", ...
+    /// for a tokenizer.json).
     pub fn pre_tokenizer_name(&self) -> &str {
         &self.pre_name
     }
@@ -503,6 +598,20 @@ impl TokenPieces for Tokenizer {
         Some(&self.piece_bytes[start..end])
     }
 
+    fn leading_piece(&self, id: u32) -> Option<&[u8]> {
+        match self.leading.get(&id) {
+            Some(lead) => Some(lead),
+            None => self.piece(id),
+        }
+    }
+
+    fn is_skipped(&self, id: u32) -> bool {
+        matches!(
+            self.token_kind(id),
+            Some(TokenKind::Control | TokenKind::Unknown)
+        )
+    }
+
     fn vocab_size(&self) -> usize {
         self.texts.len()
     }
@@ -516,6 +625,10 @@ pub struct SpecialPieces(pub Arc<Tokenizer>);
 impl TokenPieces for SpecialPieces {
     fn piece(&self, id: u32) -> Option<&[u8]> {
         self.0.piece_with_special(id)
+    }
+
+    fn leading_piece(&self, id: u32) -> Option<&[u8]> {
+        self.0.leading_piece_with_special(id)
     }
 
     fn vocab_size(&self) -> usize {
