@@ -13,8 +13,16 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-from tokenizers import processors, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 LLAMA3_SPLIT = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
@@ -29,13 +37,66 @@ SPM = "\u2581"
 # Pieces random texts are built from: scripts, emoji (with ZWJ and skin tones),
 # combining marks (NFC changes them), digits, whitespace runs, contractions.
 WORDS = [
-    "the", "The", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "hello",
-    "world", "I'm", "don't", "we'LL", "it's", "they've", "you'd", "naïve", "café",
-    "Straße", "über", "Привет", "мир", "日本語", "中文字符", "東京", "한국어", "مرحبا",
-    "שלום", "ελληνικά", "हिन्दी", "ไทย", "e\u0301", "n\u0303o", "a\u030a\u0301",
-    "😀", "👍🏽", "👨‍👩‍👧", "🇫🇷", "🤖✨", "(x)", "[1]", "{a:b}", "->", "==", "...",
-    "!?", "#tag", "@user", "x_y", "a-b", "$5", "3.14", "12345678", "0", "007",
-    "\u00a0", "\u200b", "\ufeff", "tab\there",
+    "the",
+    "The",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "hello",
+    "world",
+    "I'm",
+    "don't",
+    "we'LL",
+    "it's",
+    "they've",
+    "you'd",
+    "naïve",
+    "café",
+    "Straße",
+    "über",
+    "Привет",
+    "мир",
+    "日本語",
+    "中文字符",
+    "東京",
+    "한국어",
+    "مرحبا",
+    "שלום",
+    "ελληνικά",
+    "हिन्दी",
+    "ไทย",
+    "e\u0301",
+    "n\u0303o",
+    "a\u030a\u0301",
+    "😀",
+    "👍🏽",
+    "👨‍👩‍👧",
+    "🇫🇷",
+    "🤖✨",
+    "(x)",
+    "[1]",
+    "{a:b}",
+    "->",
+    "==",
+    "...",
+    "!?",
+    "#tag",
+    "@user",
+    "x_y",
+    "a-b",
+    "$5",
+    "3.14",
+    "12345678",
+    "0",
+    "007",
+    "\u00a0",
+    "\u200b",
+    "\ufeff",
+    "tab\there",
 ]
 SPACES = [" ", " ", " ", "  ", "   ", "\n", "\n\n", "\t", " \n ", "\r\n", "", "      "]
 
@@ -47,7 +108,7 @@ def random_text(rng: random.Random, specials: list[str]) -> str:
         if r < 0.06 and specials:
             parts.append(rng.choice(specials))
         elif r < 0.12:
-            parts.append(str(rng.randint(0, 10**rng.randint(1, 9))))
+            parts.append(str(rng.randint(0, 10 ** rng.randint(1, 9))))
         elif r < 0.17:
             parts.append("".join(chr(rng.randint(0x20, 0x2FFF)) for _ in range(rng.randint(1, 4))))
         else:
@@ -174,8 +235,14 @@ def _wordpiece(specials: list[str]) -> Tokenizer:
 def build_family(name: str) -> tuple[Tokenizer, dict[str, Any], list[str]]:
     """The family's tokenizer, its tokenizer_config.json, and its special token texts."""
     if name == "llama3":
-        specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
-                    "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>"]
+        specials = [
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|eom_id|>",
+        ]
         tok = _byte_level_bpe(LLAMA3_SPLIT, specials, ignore_merges=True)
         tok.post_processor = processors.Sequence(
             [processors.ByteLevel(trim_offsets=False), _template(tok, "<|begin_of_text|>")]
@@ -208,8 +275,16 @@ def build_family(name: str) -> tuple[Tokenizer, dict[str, Any], list[str]]:
         tok.post_processor = _template(tok, "<bos>")
         config = {"bos_token": "<bos>", "eos_token": "<eos>", "add_bos_token": True}
     elif name == "phi3":
-        specials = ["<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|end|>",
-                    "<|user|>", "<|system|>"]
+        specials = [
+            "<unk>",
+            "<s>",
+            "</s>",
+            "<|endoftext|>",
+            "<|assistant|>",
+            "<|end|>",
+            "<|user|>",
+            "<|system|>",
+        ]
         tok = _spm_bpe(specials, legacy=True)
         tok.post_processor = _template(tok, "<s>")
         config = {"bos_token": "<s>", "eos_token": "<|endoftext|>", "add_bos_token": False}

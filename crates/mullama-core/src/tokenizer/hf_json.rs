@@ -30,6 +30,84 @@ const MAX_VOCAB: usize = 4_000_000;
 /// Model types of the `tokenizers` crate.
 const MODEL_TYPES: &[&str] = &["BPE", "Unigram", "WordPiece", "WordLevel"];
 
+/// The crate's component types by tokenizer.json key, with the key of a Sequence's
+/// parts: checked first because the crate's own error does not name an unknown type.
+const COMPONENTS: &[(&str, &str, &[&str])] = &[
+    (
+        "normalizer",
+        "normalizers",
+        &[
+            "BertNormalizer",
+            "Strip",
+            "StripAccents",
+            "NFC",
+            "NFD",
+            "NFKC",
+            "NFKD",
+            "Sequence",
+            "Lowercase",
+            "Nmt",
+            "Precompiled",
+            "Replace",
+            "Prepend",
+            "ByteLevel",
+        ],
+    ),
+    (
+        "pre_tokenizer",
+        "pretokenizers",
+        &[
+            "BertPreTokenizer",
+            "ByteLevel",
+            "CharDelimiterSplit",
+            "Metaspace",
+            "Whitespace",
+            "Sequence",
+            "Split",
+            "Punctuation",
+            "WhitespaceSplit",
+            "Digits",
+            "UnicodeScripts",
+            "FixedLength",
+        ],
+    ),
+    (
+        "post_processor",
+        "processors",
+        &[
+            "RobertaProcessing",
+            "BertProcessing",
+            "ByteLevel",
+            "TemplateProcessing",
+            "Sequence",
+        ],
+    ),
+];
+
+/// Names the first component type the crate does not implement.
+fn check_components(root: &Value) -> std::result::Result<(), String> {
+    fn walk(v: &Value, key: &str, parts: &str, known: &[&str]) -> std::result::Result<(), String> {
+        if v.is_null() {
+            return Ok(());
+        }
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+        if !known.contains(&kind) {
+            return Err(format!(
+                "{key} type {kind:?} is not supported (supported: {})",
+                known.join(", ")
+            ));
+        }
+        for part in v.get(parts).and_then(Value::as_array).into_iter().flatten() {
+            walk(part, key, parts, known)?;
+        }
+        Ok(())
+    }
+    for (key, parts, known) in COMPONENTS {
+        walk(root.get(*key).unwrap_or(&Value::Null), key, parts, known)?;
+    }
+    Ok(())
+}
+
 fn tok_err(message: String) -> CoreError {
     CoreError::Tokenizer { message }
 }
@@ -130,6 +208,7 @@ pub(super) fn load(path: &Path) -> Result<HfParts> {
     let mut root = read_json(&json_path)?;
     let where_ = json_path.display();
     let err = |m: String| tok_err(format!("{where_}: {m}"));
+    check_components(&root).map_err(err)?;
     let Some(obj) = root.as_object_mut() else {
         return Err(err("not a JSON object".into()));
     };
@@ -160,8 +239,28 @@ pub(super) fn load(path: &Path) -> Result<HfParts> {
     ] {
         obj.entry(key).or_insert(Value::Null);
     }
-    obj.entry("added_tokens")
+    let added = obj
+        .entry("added_tokens")
         .or_insert_with(|| Value::Array(Vec::new()));
+    for token in added.as_array_mut().into_iter().flatten() {
+        let Some(token) = token.as_object_mut() else {
+            continue;
+        };
+        let special = token
+            .get("special")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        // The defaults of the Python package's AddedToken.
+        for (key, default) in [
+            ("single_word", false),
+            ("lstrip", false),
+            ("rstrip", false),
+            ("normalized", !special),
+            ("special", special),
+        ] {
+            token.entry(key).or_insert(Value::Bool(default));
+        }
+    }
     obj.entry("version").or_insert_with(|| Value::from("1.0"));
     let chain = DecoderChain::parse(obj.get("decoder").unwrap_or(&Value::Null)).map_err(err)?;
     let byte_fallback = obj
@@ -540,26 +639,24 @@ fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 /// Up to `start` leading and `stop` trailing `content` characters removed (as the
-/// crate's Strip decoder counts them, in characters).
+/// crate's Strip decoder counts them). Works on bytes: a piece may be part of a character.
 fn strip(bytes: &[u8], content: char, start: usize, stop: usize) -> Vec<u8> {
-    let text = String::from_utf8_lossy(bytes);
-    let chars: Vec<char> = text.chars().collect();
-    let lead = chars
-        .iter()
-        .take(start)
-        .take_while(|&&c| c == content)
-        .count();
-    let rest = &chars[lead..];
-    let trail = rest
-        .iter()
-        .rev()
-        .take(stop)
-        .take_while(|&&c| c == content)
-        .count();
-    rest[..rest.len() - trail]
-        .iter()
-        .collect::<String>()
-        .into_bytes()
+    let mut buf = [0u8; 4];
+    let content = content.encode_utf8(&mut buf).as_bytes();
+    let mut rest = bytes;
+    for _ in 0..start {
+        match rest.strip_prefix(content) {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    for _ in 0..stop {
+        match rest.strip_suffix(content) {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    rest.to_vec()
 }
 
 /// The WordPiece decoder's clean-up of spaces before punctuation and contractions.
@@ -610,6 +707,8 @@ mod tests {
         assert_eq!(chain.render("\u{2581}\u{2581}a", false), b"  a");
         assert_eq!(chain.render("<0xE4>", false), [0xE4]);
         assert_eq!(chain.render("<0x20>", true), b"");
+        // A byte that starts a character is not a space and stays.
+        assert_eq!(chain.render("<0xED>", true), [0xED]);
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub struct Tokenizer {
     /// Pieces that differ when the token is the first shown in a text (Hugging Face
     /// decoders that drop a leading space there); empty for GGUF tokenizers.
     leading: HashMap<u32, Box<[u8]>>,
+    /// Hidden tokens as the decoder renders them when shown (not first, first); without
+    /// an entry a shown control token is its text (llama.cpp).
+    shown_special: HashMap<u32, [Box<[u8]>; 2]>,
     bos: Option<u32>,
     eos: Option<u32>,
     eot: Option<u32>,
@@ -204,12 +207,16 @@ impl Tokenizer {
         let mut piece_bytes = Vec::with_capacity(parts.pieces.iter().map(Vec::len).sum());
         let mut piece_ends = Vec::with_capacity(parts.pieces.len());
         let mut leading = HashMap::new();
+        let mut shown_special = HashMap::new();
         for (id, piece) in parts.pieces.iter().enumerate() {
+            let lead = parts.leading.get(&(id as u32)).unwrap_or(piece);
             // Special tokens are what `decode(.., skip_special_tokens=True)` leaves out.
-            if parts.kinds[id] != TokenKind::Control {
+            if parts.kinds[id] == TokenKind::Control {
+                shown_special.insert(id as u32, [piece.as_slice().into(), lead.as_slice().into()]);
+            } else {
                 piece_bytes.extend_from_slice(piece);
-                if let Some(lead) = parts.leading.get(&(id as u32)) {
-                    leading.insert(id as u32, lead.clone().into_boxed_slice());
+                if lead != piece {
+                    leading.insert(id as u32, lead.as_slice().into());
                 }
             }
             piece_ends.push(piece_bytes.len());
@@ -222,6 +229,7 @@ impl Tokenizer {
             piece_bytes,
             piece_ends,
             leading,
+            shown_special,
             bos: parts.bos,
             eos: parts.eos,
             eot,
@@ -358,6 +366,7 @@ impl Tokenizer {
             piece_bytes,
             piece_ends,
             leading: HashMap::new(),
+            shown_special: HashMap::new(),
             bos,
             eos,
             eot,
@@ -456,15 +465,23 @@ impl Tokenizer {
     /// (llama.cpp's `token_to_piece(.., special = true)`).
     pub fn piece_with_special(&self, id: u32) -> Option<&[u8]> {
         match self.kinds.get(id as usize)? {
-            TokenKind::Control | TokenKind::Unknown => Some(self.texts[id as usize].as_bytes()),
+            TokenKind::Control | TokenKind::Unknown => Some(self.shown_special_piece(id, 0)),
             _ => self.piece(id),
+        }
+    }
+
+    /// A hidden token shown: its decoder rendering (`which` 0: later, 1: first) if known.
+    fn shown_special_piece(&self, id: u32, which: usize) -> &[u8] {
+        match self.shown_special.get(&id) {
+            Some(pieces) => &pieces[which],
+            None => self.texts[id as usize].as_bytes(),
         }
     }
 
     /// `piece_with_special` for the first token of a text.
     fn leading_piece_with_special(&self, id: u32) -> Option<&[u8]> {
         match self.kinds.get(id as usize)? {
-            TokenKind::Control | TokenKind::Unknown => Some(self.texts[id as usize].as_bytes()),
+            TokenKind::Control | TokenKind::Unknown => Some(self.shown_special_piece(id, 1)),
             _ => self.leading_piece(id),
         }
     }
