@@ -175,3 +175,20 @@ def test_generation_config_eos_ids_end_generation(tmp_path):
     (tmp_path / "generation_config.json").write_text('{"eos_token_id": 9999999}')
     with pytest.raises(TokenizerError, match="eos_token_id"):
         _core.Tokenizer.from_json(str(tmp_path))
+
+
+def test_random_id_sequences_stream_as_decode_all(family):
+    """Ids a model may sample, not only ids of texts: broken byte runs, specials between
+    byte tokens, leading markers after hidden specials."""
+    _, hf, tok, _, _ = family
+    rng = random.Random(11)
+    n = hf.get_vocab_size()
+    byte_ids = [i for i in range(n) if (hf.id_to_token(i) or "").startswith("<0x")]
+    cases = []
+    for _ in range(500):
+        pool = byte_ids if byte_ids and rng.random() < 0.5 else range(n)
+        ids = [rng.choice(pool) if rng.random() < 0.7 else rng.randrange(n) for _ in range(12)]
+        want = hf.decode(ids, skip_special_tokens=True)
+        cases.append((ids, want, _streamed(tok, ids)))
+        cases.append((ids, want, tok.decode(ids, skip_special=True)))
+    assert _mismatches(cases) == (0, [])

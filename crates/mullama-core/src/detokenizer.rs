@@ -15,6 +15,12 @@ pub trait TokenPieces: Send + Sync {
     fn is_skipped(&self, _id: u32) -> bool {
         false
     }
+    /// Whether `id` is a byte-fallback token that Hugging Face's ByteFallback decoder
+    /// reads together with its neighbours: a run of them is its UTF-8 text when valid and
+    /// one U+FFFD per byte when not (`IncrementalDecoder::push_run_byte`).
+    fn is_run_byte(&self, _id: u32) -> bool {
+        false
+    }
     /// Number of token ids.
     fn vocab_size(&self) -> usize;
 }
@@ -50,6 +56,8 @@ impl TokenPieces for PieceTable {
 pub struct IncrementalDecoder {
     /// At most 3 bytes: the start of a character whose remaining bytes have not arrived.
     pending: Vec<u8>,
+    /// Byte-fallback bytes of the current run, held until the run ends.
+    run: Vec<u8>,
 }
 
 impl IncrementalDecoder {
@@ -59,6 +67,31 @@ impl IncrementalDecoder {
 
     /// Appends `bytes`; writes the newly complete text to `out`.
     pub fn push(&mut self, bytes: &[u8], out: &mut String) {
+        self.settle_run(out);
+        self.push_bytes(bytes, out);
+    }
+
+    /// Appends the bytes of a byte-fallback token; the run they belong to is released
+    /// when it ends (the next `push` or `finish`), valid or as one U+FFFD per byte.
+    pub fn push_run_byte(&mut self, bytes: &[u8]) {
+        self.run.extend_from_slice(bytes);
+    }
+
+    fn settle_run(&mut self, out: &mut String) {
+        if self.run.is_empty() {
+            return;
+        }
+        let run = std::mem::take(&mut self.run);
+        if std::str::from_utf8(&run).is_ok() {
+            self.push_bytes(&run, out);
+        } else {
+            self.push_bytes("\u{FFFD}".repeat(run.len()).as_bytes(), out);
+        }
+        self.run = run;
+        self.run.clear();
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8], out: &mut String) {
         if self.pending.is_empty() {
             let consumed = decode_complete(bytes, out);
             self.pending.extend_from_slice(&bytes[consumed..]);
@@ -72,6 +105,7 @@ impl IncrementalDecoder {
 
     /// End of input: an incomplete tail becomes U+FFFD.
     pub fn finish(&mut self, out: &mut String) {
+        self.settle_run(out);
         if !self.pending.is_empty() {
             out.push_str(&String::from_utf8_lossy(&self.pending));
             self.pending.clear();
@@ -80,7 +114,7 @@ impl IncrementalDecoder {
 
     /// True while bytes of an unfinished character are held back.
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.run.is_empty()
     }
 }
 

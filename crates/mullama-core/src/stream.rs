@@ -474,7 +474,13 @@ impl TokenProducer {
         let work = &mut *work;
         work.shown_any |= !self.pieces.is_skipped(token);
         work.decoded.clear();
-        work.decoder.push(piece, &mut work.decoded);
+        // A hidden token is left out before decoding (its piece is empty), so a run of
+        // byte tokens around it stays one run.
+        if self.pieces.is_run_byte(token) {
+            work.decoder.push_run_byte(piece);
+        } else if !self.pieces.is_skipped(token) {
+            work.decoder.push(piece, &mut work.decoded);
+        }
         // Sized up front: one allocation per event at most, no growth.
         let mut text = String::with_capacity(work.decoded.len() + work.scanner.withheld_len());
         let mut matched = work.scanner.push(&work.decoded, &mut text);

@@ -195,6 +195,8 @@ pub(super) struct HfParts {
     pub chat_template: Option<String>,
     /// `generation_config.json`'s `eos_token_id` (one id or several).
     pub generation_eos: Vec<u32>,
+    /// The decoder has a ByteFallback step (byte tokens are read in runs).
+    pub byte_runs: bool,
     /// A short description such as "BPE" for `pre_tokenizer_name`.
     pub description: String,
 }
@@ -379,6 +381,7 @@ pub(super) fn load(path: &Path) -> Result<HfParts> {
         add_eos,
         chat_template,
         generation_eos,
+        byte_runs: chain.steps.iter().any(|s| matches!(s, Step::ByteFallback)),
         description: format!("hf-{}", model_type.to_lowercase()),
     })
 }

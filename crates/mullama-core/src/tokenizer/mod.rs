@@ -141,6 +141,8 @@ pub struct Tokenizer {
     /// Hidden tokens as the decoder renders them when shown (not first, first); without
     /// an entry a shown control token is its text (llama.cpp).
     shown_special: HashMap<u32, [Box<[u8]>; 2]>,
+    /// The decoder reads runs of byte-fallback tokens together (Hugging Face ByteFallback).
+    byte_runs: bool,
     bos: Option<u32>,
     eos: Option<u32>,
     eot: Option<u32>,
@@ -230,6 +232,7 @@ impl Tokenizer {
             piece_ends,
             leading,
             shown_special,
+            byte_runs: parts.byte_runs,
             bos: parts.bos,
             eos: parts.eos,
             eot,
@@ -367,6 +370,7 @@ impl Tokenizer {
             piece_ends,
             leading: HashMap::new(),
             shown_special: HashMap::new(),
+            byte_runs: false,
             bos,
             eos,
             eot,
@@ -513,12 +517,34 @@ impl Tokenizer {
     /// The text of `ids`; invalid UTF-8 becomes U+FFFD (as `String::from_utf8_lossy`).
     /// With `render_special`, control tokens appear as their text (a lossless round trip
     /// of `encode(text, false, true)`); without, they are skipped.
+    /// Decodes as a stream does (`IncrementalDecoder`), so both give the same text.
     pub fn decode(&self, ids: &[u32], render_special: bool) -> Result<String> {
-        let bytes = self.decode_bytes(ids, render_special)?;
-        Ok(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        let mut decoder = crate::detokenizer::IncrementalDecoder::new();
+        let mut out = String::with_capacity(ids.len() * 4);
+        let mut started = false;
+        for &id in ids {
+            let piece = match (render_special, started) {
+                (true, false) => self.leading_piece_with_special(id),
+                (true, true) => self.piece_with_special(id),
+                (false, false) => self.leading_piece(id),
+                (false, true) => self.piece(id),
+            }
+            .ok_or_else(|| CoreError::Tokenizer {
+                message: format!(
+                    "token id {id} is outside the vocabulary of {}",
+                    self.texts.len()
+                ),
+            })?;
+            let skipped = !render_special && self.is_skipped(id);
+            started |= !skipped;
+            if self.is_run_byte(id) {
+                decoder.push_run_byte(piece);
+            } else if !skipped {
+                decoder.push(piece, &mut out);
+            }
+        }
+        decoder.finish(&mut out);
+        Ok(out)
     }
 
     /// The vocabulary's spelling of token `id` (byte-level form for BPE tokens).
@@ -629,6 +655,10 @@ impl TokenPieces for Tokenizer {
         )
     }
 
+    fn is_run_byte(&self, id: u32) -> bool {
+        self.byte_runs && self.token_kind(id) == Some(TokenKind::Byte)
+    }
+
     fn vocab_size(&self) -> usize {
         self.texts.len()
     }
@@ -646,6 +676,10 @@ impl TokenPieces for SpecialPieces {
 
     fn leading_piece(&self, id: u32) -> Option<&[u8]> {
         self.0.leading_piece_with_special(id)
+    }
+
+    fn is_run_byte(&self, id: u32) -> bool {
+        self.0.is_run_byte(id)
     }
 
     fn vocab_size(&self) -> usize {
