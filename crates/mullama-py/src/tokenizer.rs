@@ -51,7 +51,8 @@ impl PyTokenizer {
     }
 
     /// Loads a Hugging Face tokenizer.json (or a folder holding one and, optionally,
-    /// tokenizer_config.json).
+    /// tokenizer_config.json and generation_config.json); it encodes and decodes as the
+    /// `tokenizers` package does for that file.
     #[staticmethod]
     fn from_json(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let tok = py
