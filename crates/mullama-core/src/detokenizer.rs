@@ -186,6 +186,25 @@ mod tests {
     }
 
     #[test]
+    fn byte_runs_are_released_whole_or_as_one_replacement_per_byte() {
+        let mut d = IncrementalDecoder::new();
+        let mut out = String::new();
+        for b in "日".as_bytes() {
+            d.push_run_byte(&[*b]);
+        }
+        assert!(d.has_pending() && out.is_empty());
+        d.push(b"x", &mut out);
+        assert_eq!(out, "日x");
+        // A truncated character: lossy decoding would give one U+FFFD, ByteFallback two.
+        d.push_run_byte(&[0xE6]);
+        d.push_run_byte(&[0x97]);
+        d.push(b"G", &mut out);
+        d.push_run_byte(&[0xF0]);
+        d.finish(&mut out);
+        assert_eq!(out, "日x\u{FFFD}\u{FFFD}G\u{FFFD}");
+    }
+
+    #[test]
     fn piece_table_looks_up_ids() {
         let table = PieceTable::new(vec![b"a".to_vec(), b"bc".to_vec()]);
         assert_eq!(table.piece(1), Some(&b"bc"[..]));
