@@ -5,6 +5,22 @@
 pub trait TokenPieces: Send + Sync {
     /// The bytes of token `id`, or None when `id` is outside the vocabulary.
     fn piece(&self, id: u32) -> Option<&[u8]>;
+    /// The bytes of `id` when it is the first token shown in a text: Hugging Face
+    /// decoders (Metaspace, Strip) drop a leading space there. Same as `piece` by default.
+    fn leading_piece(&self, id: u32) -> Option<&[u8]> {
+        self.piece(id)
+    }
+    /// Whether `id` is left out of the text altogether (a hidden special token), so the
+    /// token after it still counts as the first shown.
+    fn is_skipped(&self, _id: u32) -> bool {
+        false
+    }
+    /// Whether `id` is a byte-fallback token that Hugging Face's ByteFallback decoder
+    /// reads together with its neighbours: a run of them is its UTF-8 text when valid and
+    /// one U+FFFD per byte when not (`IncrementalDecoder::push_run_byte`).
+    fn is_run_byte(&self, _id: u32) -> bool {
+        false
+    }
     /// Number of token ids.
     fn vocab_size(&self) -> usize;
 }
@@ -41,6 +57,8 @@ impl TokenPieces for PieceTable {
 pub struct IncrementalDecoder {
     /// At most 3 bytes: the start of a character whose remaining bytes have not arrived.
     pending: Vec<u8>,
+    /// Byte-fallback bytes of the current run, held until the run ends.
+    run: Vec<u8>,
 }
 
 impl IncrementalDecoder {
@@ -50,6 +68,31 @@ impl IncrementalDecoder {
 
     /// Appends `bytes`; writes the newly complete text to `out`.
     pub fn push(&mut self, bytes: &[u8], out: &mut String) {
+        self.settle_run(out);
+        self.push_bytes(bytes, out);
+    }
+
+    /// Appends the bytes of a byte-fallback token; the run they belong to is released
+    /// when it ends (the next `push` or `finish`), valid or as one U+FFFD per byte.
+    pub fn push_run_byte(&mut self, bytes: &[u8]) {
+        self.run.extend_from_slice(bytes);
+    }
+
+    fn settle_run(&mut self, out: &mut String) {
+        if self.run.is_empty() {
+            return;
+        }
+        let run = std::mem::take(&mut self.run);
+        if std::str::from_utf8(&run).is_ok() {
+            self.push_bytes(&run, out);
+        } else {
+            self.push_bytes("\u{FFFD}".repeat(run.len()).as_bytes(), out);
+        }
+        self.run = run;
+        self.run.clear();
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8], out: &mut String) {
         if self.pending.is_empty() {
             let consumed = decode_complete(bytes, out);
             self.pending.extend_from_slice(&bytes[consumed..]);
@@ -61,13 +104,33 @@ impl IncrementalDecoder {
         }
     }
 
-    /// End of input: drops the start of a character whose remaining bytes never came (a
+    /// End of a stream: drops the start of a character whose remaining bytes never came (a
     /// reply cut by max_tokens in the middle of an emoji shows no U+FFFD) and returns how many
-    /// bytes it dropped, for the stream's statistics.
-    pub fn finish(&mut self) -> usize {
-        let dropped = self.pending.len();
+    /// bytes it dropped, for the stream's statistics. A finished byte run is released first
+    /// (text, or one U+FFFD per byte where it holds an invalid byte).
+    pub fn finish(&mut self, out: &mut String) -> usize {
+        let mut dropped = 0;
+        if let Err(error) = std::str::from_utf8(&self.run) {
+            if error.error_len().is_none() {
+                // Only cut short: keep its complete characters, drop the unfinished one.
+                dropped = self.run.len() - error.valid_up_to();
+                self.run.truncate(error.valid_up_to());
+            }
+        }
+        self.settle_run(out);
+        dropped += self.pending.len();
         self.pending.clear();
         dropped
+    }
+
+    /// End of a whole decode (`Tokenizer::decode`): an unfinished tail becomes U+FFFD, as
+    /// `from_utf8_lossy` (and Hugging Face's byte fallback, per byte) shows it.
+    pub fn finish_lossy(&mut self, out: &mut String) {
+        self.settle_run(out);
+        if !self.pending.is_empty() {
+            out.push_str(&String::from_utf8_lossy(&self.pending));
+            self.pending.clear();
+        }
     }
 }
 
@@ -108,8 +171,9 @@ mod tests {
             decoder.push(chunk, &mut out);
             released.push(out);
         }
-        let dropped = decoder.finish();
-        (released, "?".repeat(dropped))
+        let mut tail = String::new();
+        let dropped = decoder.finish(&mut tail);
+        (released, tail + &"?".repeat(dropped))
     }
 
     #[test]
@@ -142,6 +206,34 @@ mod tests {
         let (released, tail) = decode_split(&[b"x\xE2\x82y"]);
         assert_eq!(released, ["x\u{FFFD}y"]);
         assert_eq!(tail, "");
+    }
+
+    #[test]
+    fn byte_runs_are_released_whole_or_as_one_replacement_per_byte() {
+        let mut d = IncrementalDecoder::new();
+        let mut out = String::new();
+        for b in "日".as_bytes() {
+            d.push_run_byte(&[*b]);
+        }
+        assert!(out.is_empty());
+        d.push(b"x", &mut out);
+        assert_eq!(out, "日x");
+        // A truncated character: lossy decoding would give one U+FFFD, ByteFallback two.
+        d.push_run_byte(&[0xE6]);
+        d.push_run_byte(&[0x97]);
+        d.push(b"G", &mut out);
+        d.push_run_byte(&[0xF0]);
+        let mut lossy = String::new();
+        d.finish_lossy(&mut lossy);
+        assert_eq!(out + &lossy, "日x\u{FFFD}\u{FFFD}G\u{FFFD}");
+        // A stream cut inside a run's last character drops that character only.
+        let mut d = IncrementalDecoder::new();
+        let mut out = String::new();
+        for b in "日本".as_bytes()[..4].iter() {
+            d.push_run_byte(&[*b]);
+        }
+        assert_eq!(d.finish(&mut out), 1);
+        assert_eq!(out, "日");
     }
 
     #[test]

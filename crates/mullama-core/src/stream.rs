@@ -56,6 +56,7 @@ pub fn token_stream(
             decoder: IncrementalDecoder::new(),
             scanner: StopScanner::new(&config.stop_sequences, config.include_stop),
             decoded: String::new(),
+            shown_any: false,
         }),
     };
     Ok((producer, TokenConsumer { shared }))
@@ -402,17 +403,23 @@ struct ProducerWork {
     scanner: StopScanner,
     /// Reused scratch for the decoder's output.
     decoded: String,
+    /// Whether a token that is not skipped has been pushed: until then tokens take their
+    /// leading piece (`TokenPieces::leading_piece`).
+    shown_any: bool,
 }
 
 impl ProducerWork {
     /// Flushes the scanner's withheld text into `text` and drops the decoder's unfinished
     /// character (counted in `counters`); returns the stop that matched, if one did.
     fn flush(&mut self, text: &mut String, counters: &StatsCounters) -> Option<usize> {
-        let dropped = self.decoder.finish();
+        self.decoded.clear();
+        let dropped = self.decoder.finish(&mut self.decoded);
         counters
             .incomplete_bytes_dropped
             .fetch_add(dropped, Ordering::Relaxed);
-        self.scanner.finish(text)
+        self.scanner
+            .push(&self.decoded, text)
+            .or_else(|| self.scanner.finish(text))
     }
 }
 
@@ -455,7 +462,12 @@ impl TokenProducer {
         if let Some(reason) = self.shared.stop_reason(now) {
             return Ok(PushOutcome::Stop(reason));
         }
-        let Some(piece) = self.pieces.piece(token) else {
+        let piece = if work.shown_any {
+            self.pieces.piece(token)
+        } else {
+            self.pieces.leading_piece(token)
+        };
+        let Some(piece) = piece else {
             let message = format!(
                 "token id {token} is outside the vocabulary (size {})",
                 self.pieces.vocab_size()
@@ -466,8 +478,15 @@ impl TokenProducer {
         let generated = self.shared.record_token(now);
 
         let work = &mut *work;
+        work.shown_any |= !self.pieces.is_skipped(token);
         work.decoded.clear();
-        work.decoder.push(piece, &mut work.decoded);
+        // A hidden token is left out before decoding (its piece is empty), so a run of
+        // byte tokens around it stays one run.
+        if self.pieces.is_run_byte(token) {
+            work.decoder.push_run_byte(piece);
+        } else if !self.pieces.is_skipped(token) {
+            work.decoder.push(piece, &mut work.decoded);
+        }
         // Sized up front: one allocation per event at most, no growth.
         let mut text = String::with_capacity(work.decoded.len() + work.scanner.withheld_len());
         let mut matched = work.scanner.push(&work.decoded, &mut text);

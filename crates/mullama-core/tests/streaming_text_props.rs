@@ -194,9 +194,12 @@ fn stream_chunks(
             "withheld too much"
         );
     }
-    decoder.finish();
+    decoded.clear();
+    decoder.finish(&mut decoded);
     let mut out = String::new();
-    let matched = scanner.finish(&mut out);
+    let matched = scanner
+        .push(&decoded, &mut out)
+        .or_else(|| scanner.finish(&mut out));
     events.push(out);
     Ok(Streamed { events, matched })
 }

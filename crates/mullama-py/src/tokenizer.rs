@@ -60,7 +60,8 @@ impl PyTokenizer {
     }
 
     /// Loads a Hugging Face tokenizer.json (or a folder holding one and, optionally,
-    /// tokenizer_config.json).
+    /// tokenizer_config.json and generation_config.json); it encodes and decodes as the
+    /// `tokenizers` package does for that file.
     #[staticmethod]
     fn from_json(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let tok = py
@@ -75,12 +76,19 @@ impl PyTokenizer {
     /// single tokens (llama.cpp's parse_special). `add_bos`: prepend BOS when the model
     /// asks for it (`add_bos` property).
     #[pyo3(signature = (text, special = true, add_bos = false))]
-    fn encode(&self, py: Python<'_>, text: &str, special: bool, add_bos: bool) -> Vec<u32> {
+    fn encode(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        special: bool,
+        add_bos: bool,
+    ) -> PyResult<Vec<u32>> {
         if text.len() < DETACH_ENCODE_BYTES {
-            self.inner.encode(text, add_bos, special)
+            self.inner.try_encode(text, add_bos, special)
         } else {
-            py.detach(|| self.inner.encode(text, add_bos, special))
+            py.detach(|| self.inner.try_encode(text, add_bos, special))
         }
+        .map_err(to_py_err)
     }
 
     /// The text of `ids` (invalid UTF-8 becomes U+FFFD). Control tokens appear as their

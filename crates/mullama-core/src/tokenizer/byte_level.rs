@@ -47,6 +47,11 @@ impl ByteLevel {
         }
     }
 
+    /// The byte `c` spells, if it is one of the 256 table characters.
+    pub fn byte_of(&self, c: char) -> Option<u8> {
+        self.char_to_byte.get(c as usize).copied().flatten()
+    }
+
     /// The raw bytes a byte-level token text stands for. A char outside the table (not
     /// produced by GPT-2 vocabularies) is kept as its own UTF-8.
     pub fn decode(&self, token_text: &str) -> Vec<u8> {

@@ -14,8 +14,10 @@
 //! `special = false`) control and unknown tokens render as nothing, so `<|im_end|>` never
 //! leaks into streamed text; `piece_with_special` / `SpecialPieces` render their text.
 //!
-//! Sources: a GGUF file's `tokenizer.ggml.*` metadata (`from_gguf`) or a Hugging Face
-//! `tokenizer.json` (+ `tokenizer_config.json`) (`from_hf_json`).
+//! Sources: a GGUF file's `tokenizer.ggml.*` metadata (`from_gguf`), llama.cpp-exact, or
+//! a Hugging Face `tokenizer.json` (+ `tokenizer_config.json`, `generation_config.json`)
+//! (`from_hf_json`), which encodes with the `tokenizers` crate's own pipeline so ids equal
+//! Hugging Face's; its pieces come from the file's decoder chain (`hf_json`).
 
 mod bpe;
 mod byte_level;
@@ -26,6 +28,7 @@ mod spm;
 mod unicode;
 mod vocab_source;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,6 +41,7 @@ pub use vocab_source::VocabSource;
 
 use bpe::BpeModel;
 use byte_level::ByteLevel;
+use hf_json::HfEncoder;
 use special::{Fragment, SpecialTokens};
 use spm::SpmModel;
 
@@ -58,6 +62,8 @@ enum Model {
         spm: Box<SpmModel>,
         add_space_prefix: bool,
     },
+    /// A Hugging Face tokenizer.json, encoded by the `tokenizers` crate.
+    HuggingFace(Box<HfEncoder>),
 }
 
 /// A token's role, from `tokenizer.ggml.token_type` (same codes as llama.cpp).
@@ -129,6 +135,14 @@ pub struct Tokenizer {
     /// All token pieces back to back; token i is `piece_bytes[piece_ends[i-1]..piece_ends[i]]`.
     piece_bytes: Vec<u8>,
     piece_ends: Vec<usize>,
+    /// Pieces that differ when the token is the first shown in a text (Hugging Face
+    /// decoders that drop a leading space there); empty for GGUF tokenizers.
+    leading: HashMap<u32, Box<[u8]>>,
+    /// Hidden tokens as the decoder renders them when shown (not first, first); without
+    /// an entry a shown control token is its text (llama.cpp).
+    shown_special: HashMap<u32, [Box<[u8]>; 2]>,
+    /// The decoder reads runs of byte-fallback tokens together (Hugging Face ByteFallback).
+    byte_runs: bool,
     bos: Option<u32>,
     eos: Option<u32>,
     eot: Option<u32>,
@@ -171,8 +185,63 @@ impl Tokenizer {
 
     /// Loads a Hugging Face tokenizer: `path` is a `tokenizer.json` file or a folder
     /// holding one (a `tokenizer_config.json` beside it supplies BOS/EOS and the template).
+    /// Encoding is Hugging Face's (normalizer, pre-tokenizer, model, added tokens,
+    /// post-processor); `generation_config.json`'s eos ids also end generation.
     pub fn from_hf_json(path: impl AsRef<Path>) -> Result<Self> {
-        Self::from_source(hf_json::load(path.as_ref())?)
+        let parts = hf_json::load(path.as_ref())?;
+        let token_index: HashMap<&str, u32> = parts
+            .texts
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.as_str(), id as u32))
+            .collect();
+        let by_text = |list: &[&str]| -> Vec<u32> {
+            list.iter()
+                .filter_map(|t| token_index.get(t).copied())
+                .collect()
+        };
+        let eot = by_text(END_OF_TURN_TEXTS).first().copied();
+        let mut end_of_generation = by_text(END_OF_GENERATION_TEXTS);
+        end_of_generation.extend(parts.eos.iter().chain(&eot).chain(&parts.generation_eos));
+        end_of_generation.sort_unstable();
+        end_of_generation.dedup();
+
+        let mut piece_bytes = Vec::with_capacity(parts.pieces.iter().map(Vec::len).sum());
+        let mut piece_ends = Vec::with_capacity(parts.pieces.len());
+        let mut leading = HashMap::new();
+        let mut shown_special = HashMap::new();
+        for (id, piece) in parts.pieces.iter().enumerate() {
+            let lead = parts.leading.get(&(id as u32)).unwrap_or(piece);
+            // Special tokens are what `decode(.., skip_special_tokens=True)` leaves out.
+            if parts.kinds[id] == TokenKind::Control {
+                shown_special.insert(id as u32, [piece.as_slice().into(), lead.as_slice().into()]);
+            } else {
+                piece_bytes.extend_from_slice(piece);
+                if lead != piece {
+                    leading.insert(id as u32, lead.as_slice().into());
+                }
+            }
+            piece_ends.push(piece_bytes.len());
+        }
+        Ok(Self {
+            model: Model::HuggingFace(Box::new(parts.encoder)),
+            texts: parts.texts,
+            kinds: parts.kinds,
+            specials: SpecialTokens::new(Vec::new()),
+            piece_bytes,
+            piece_ends,
+            leading,
+            shown_special,
+            byte_runs: parts.byte_runs,
+            bos: parts.bos,
+            eos: parts.eos,
+            eot,
+            end_of_generation,
+            add_bos: parts.add_bos,
+            add_eos: parts.add_eos,
+            chat_template: parts.chat_template,
+            pre_name: parts.description,
+        })
     }
 
     /// Builds a tokenizer from an explicit vocabulary description.
@@ -287,6 +356,7 @@ impl Tokenizer {
                 // Rendered only on request (`piece_with_special`), as in llama.cpp.
                 (TokenKind::Control | TokenKind::Unknown, _) => {}
                 (TokenKind::Unused | TokenKind::Undefined, _) => {}
+                (_, Model::HuggingFace(_)) => unreachable!("built by from_hf_json"),
             }
             piece_ends.push(piece_bytes.len());
         }
@@ -298,6 +368,9 @@ impl Tokenizer {
             specials,
             piece_bytes,
             piece_ends,
+            leading: HashMap::new(),
+            shown_special: HashMap::new(),
+            byte_runs: false,
             bos,
             eos,
             eot,
@@ -312,7 +385,26 @@ impl Tokenizer {
     /// Token ids of `text`. `add_special` prepends BOS / appends EOS where the model asks
     /// for them (`add_bos` / `add_eos`); `parse_special` turns control-token texts such as
     /// `<|im_end|>` into their single tokens instead of tokenizing them as plain text.
+    ///
+    /// Never fails for GGUF tokenizers; see `try_encode` for folder tokenizers.
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        // The crate fails only for a model whose unknown token is missing from its own
+        // vocabulary; such a file yields no ids rather than a panic.
+        self.try_encode(text, add_special, parse_special)
+            .unwrap_or_default()
+    }
+
+    /// `encode`, with the error a Hugging Face tokenizer can report (a model that must
+    /// emit an unknown token its vocabulary lacks).
+    pub fn try_encode(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<u32>> {
+        if let Model::HuggingFace(hf) = &self.model {
+            return hf.encode(text, add_special, parse_special);
+        }
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
         if add_special && self.add_bos {
             out.extend(self.bos);
@@ -363,33 +455,54 @@ impl Tokenizer {
                     }
                     spm.encode(&spelled, &mut out);
                 }
+                Model::HuggingFace(_) => unreachable!("encoded above"),
             }
             after_special = false;
         }
         if add_special && self.add_eos {
             out.extend(self.eos);
         }
-        out
+        Ok(out)
     }
 
     /// The bytes token `id` renders as with control/unknown tokens shown as their text
     /// (llama.cpp's `token_to_piece(.., special = true)`).
     pub fn piece_with_special(&self, id: u32) -> Option<&[u8]> {
         match self.kinds.get(id as usize)? {
-            TokenKind::Control | TokenKind::Unknown => Some(self.texts[id as usize].as_bytes()),
+            TokenKind::Control | TokenKind::Unknown => Some(self.shown_special_piece(id, 0)),
             _ => self.piece(id),
         }
     }
 
+    /// A hidden token shown: its decoder rendering (`which` 0: later, 1: first) if known.
+    fn shown_special_piece(&self, id: u32, which: usize) -> &[u8] {
+        match self.shown_special.get(&id) {
+            Some(pieces) => &pieces[which],
+            None => self.texts[id as usize].as_bytes(),
+        }
+    }
+
+    /// `piece_with_special` for the first token of a text.
+    fn leading_piece_with_special(&self, id: u32) -> Option<&[u8]> {
+        match self.kinds.get(id as usize)? {
+            TokenKind::Control | TokenKind::Unknown => Some(self.shown_special_piece(id, 1)),
+            _ => self.leading_piece(id),
+        }
+    }
+
     /// The raw bytes of `ids` concatenated; `render_special` shows control tokens' text.
+    /// The first token shown takes its leading piece, as in a stream.
     pub fn decode_bytes(&self, ids: &[u32], render_special: bool) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(ids.len() * 4);
+        let mut started = false;
         for &id in ids {
-            let piece = if render_special {
-                self.piece_with_special(id)
-            } else {
-                self.piece(id)
+            let piece = match (render_special, started) {
+                (true, false) => self.leading_piece_with_special(id),
+                (true, true) => self.piece_with_special(id),
+                (false, false) => self.leading_piece(id),
+                (false, true) => self.piece(id),
             };
+            started |= render_special || !self.is_skipped(id);
             let piece = piece.ok_or_else(|| CoreError::Tokenizer {
                 message: format!(
                     "token id {id} is outside the vocabulary of {}",
@@ -404,12 +517,34 @@ impl Tokenizer {
     /// The text of `ids`; invalid UTF-8 becomes U+FFFD (as `String::from_utf8_lossy`).
     /// With `render_special`, control tokens appear as their text (a lossless round trip
     /// of `encode(text, false, true)`); without, they are skipped.
+    /// Decodes as a stream does (`IncrementalDecoder`), so both give the same text.
     pub fn decode(&self, ids: &[u32], render_special: bool) -> Result<String> {
-        let bytes = self.decode_bytes(ids, render_special)?;
-        Ok(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        let mut decoder = crate::detokenizer::IncrementalDecoder::new();
+        let mut out = String::with_capacity(ids.len() * 4);
+        let mut started = false;
+        for &id in ids {
+            let piece = match (render_special, started) {
+                (true, false) => self.leading_piece_with_special(id),
+                (true, true) => self.piece_with_special(id),
+                (false, false) => self.leading_piece(id),
+                (false, true) => self.piece(id),
+            }
+            .ok_or_else(|| CoreError::Tokenizer {
+                message: format!(
+                    "token id {id} is outside the vocabulary of {}",
+                    self.texts.len()
+                ),
+            })?;
+            let skipped = !render_special && self.is_skipped(id);
+            started |= !skipped;
+            if self.is_run_byte(id) {
+                decoder.push_run_byte(piece);
+            } else if !skipped {
+                decoder.push(piece, &mut out);
+            }
+        }
+        decoder.finish_lossy(&mut out);
+        Ok(out)
     }
 
     /// The vocabulary's spelling of token `id` (byte-level form for BPE tokens).
@@ -419,11 +554,6 @@ impl Tokenizer {
 
     pub fn token_kind(&self, id: u32) -> Option<TokenKind> {
         self.kinds.get(id as usize).copied()
-    }
-
-    /// Id of the token spelled exactly `text` in the vocabulary's own spelling.
-    pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.texts.iter().rposition(|t| t == text).map(|i| i as u32)
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -452,15 +582,18 @@ impl Tokenizer {
         self.chat_template.as_deref()
     }
 
-    /// `tokenizer.ggml.model`: "gpt2" (byte-level BPE) or "llama" (SentencePiece).
+    /// `tokenizer.ggml.model`: "gpt2" (byte-level BPE) or "llama" (SentencePiece), or
+    /// "huggingface" for a tokenizer.json.
     pub fn model_name(&self) -> &str {
         match self.model {
             Model::ByteLevelBpe { .. } => "gpt2",
             Model::SentencePiece { .. } => "llama",
+            Model::HuggingFace(_) => "huggingface",
         }
     }
 
-    /// The `tokenizer.ggml.pre` name this tokenizer follows.
+    /// The `tokenizer.ggml.pre` name this tokenizer follows ("hf-bpe", "hf-unigram", ...
+    /// for a tokenizer.json).
     pub fn pre_tokenizer_name(&self) -> &str {
         &self.pre_name
     }
@@ -503,6 +636,24 @@ impl TokenPieces for Tokenizer {
         Some(&self.piece_bytes[start..end])
     }
 
+    fn leading_piece(&self, id: u32) -> Option<&[u8]> {
+        match self.leading.get(&id) {
+            Some(lead) => Some(lead),
+            None => self.piece(id),
+        }
+    }
+
+    fn is_skipped(&self, id: u32) -> bool {
+        matches!(
+            self.token_kind(id),
+            Some(TokenKind::Control | TokenKind::Unknown)
+        )
+    }
+
+    fn is_run_byte(&self, id: u32) -> bool {
+        self.byte_runs && self.token_kind(id) == Some(TokenKind::Byte)
+    }
+
     fn vocab_size(&self) -> usize {
         self.texts.len()
     }
@@ -516,6 +667,14 @@ pub struct SpecialPieces(pub Arc<Tokenizer>);
 impl TokenPieces for SpecialPieces {
     fn piece(&self, id: u32) -> Option<&[u8]> {
         self.0.piece_with_special(id)
+    }
+
+    fn leading_piece(&self, id: u32) -> Option<&[u8]> {
+        self.0.leading_piece_with_special(id)
+    }
+
+    fn is_run_byte(&self, id: u32) -> bool {
+        self.0.is_run_byte(id)
     }
 
     fn vocab_size(&self) -> usize {
