@@ -56,10 +56,10 @@ def test_client_disconnect_stops_the_forward_pass(server, started_generations, p
                 if received == 5:
                     break
         (generation,) = started_generations
-        job = generation._context._job  # the producer, still running
+        job = generation.job  # the producer, still running
         assert job is not None and job.is_running()
     # The client hung up after 5 chunks: the stream closes and the producer stops.
-    assert poll(lambda: generation._released, 10), "the stream was not closed"
+    assert poll(lambda: generation.released, 10), "the stream was not closed"
     assert poll(lambda: not job.is_running(), 10), "the producer still runs"
     stopped_at = job.tokens_computed
     # Not a token more: the producer's count stays where it stopped.
