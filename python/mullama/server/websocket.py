@@ -61,6 +61,7 @@ class _Session:
         self.shutting_down = False
         self.closed = anyio.Event()
         self.gone = False
+        self.goodbye_id: Any = None
 
     async def send(self, message: dict[str, Any]) -> None:
         """Sends `message`; if the client has gone, ends the session instead of raising (an
@@ -82,8 +83,11 @@ class _Session:
         with anyio.move_on_after(GOODBYE_TIMEOUT_S):
             await self.closed.wait()
 
-    def _end_for_shutdown(self) -> None:
-        self.shutting_down = True
+    def _end_for_shutdown(self, request_id: Any = None) -> None:
+        if not self.shutting_down:
+            self.shutting_down = True
+            # The event names the request it ends (if one runs), as other error events do.
+            self.goodbye_id = self.running_id if request_id is None else request_id
         self.scope.cancel()
 
     async def run(self) -> None:
@@ -93,7 +97,7 @@ class _Session:
             if self.shutting_down and not self.gone:
                 with anyio.CancelScope(shield=True):
                     err = APIError(503, "the server is shutting down", code="shutting_down")
-                    await self.send(_error(self.running_id, err))
+                    await self.send(_error(self.goodbye_id, err))
                     if not self.gone:
                         await self.ws.close(code=SERVICE_RESTART)
         finally:
@@ -154,7 +158,7 @@ class _Session:
                         }
                     )
         except ShuttingDown:
-            self._end_for_shutdown()  # run() sends the event and closes
+            self._end_for_shutdown(request_id)  # run() sends the event and closes
             return
         except MullamaError as exc:
             await self.send(_error(request_id, common.failure(exc)))
