@@ -92,12 +92,12 @@ NON_STREAMING = {
         "prompt": COUNTING,
         "raw": True,
         "stream": False,
-        "options": {"num_predict": 8000},
+        "options": {"num_predict": 8000, "temperature": 0},
     },
     "/api/chat": {
         "messages": [{"role": "user", "content": COUNTING}],
         "stream": False,
-        "options": {"num_predict": 8000},
+        "options": {"num_predict": 8000, "temperature": 0},
     },
 }
 
