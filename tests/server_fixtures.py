@@ -9,7 +9,9 @@ replies are real text, to check the whole path with a realistic model.
 
 from __future__ import annotations
 
+import logging
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -108,3 +110,31 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+class LogCapture(logging.Handler):
+    """The records uvicorn logs while a test runs (its loggers do not propagate to pytest's)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        return "\n".join(
+            self.format(r)
+            + ("\n" + "".join(traceback.format_exception(*r.exc_info)) if r.exc_info else "")
+            for r in self.records
+        )
+
+
+@pytest.fixture
+def server_log() -> Iterator[LogCapture]:
+    """What uvicorn logged ("uvicorn.error": e.g. 'Exception in ASGI application')."""
+    capture = LogCapture()
+    logger = logging.getLogger("uvicorn.error")
+    logger.addHandler(capture)
+    yield capture
+    logger.removeHandler(capture)

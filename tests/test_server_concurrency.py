@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import anyio
 import httpx
 import pytest
 
@@ -24,20 +25,31 @@ pytestmark = pytest.mark.timeout(180)
 COUNTING = "1, 2, 3, 4,"
 
 
-@pytest.fixture
-def started_generations(server, monkeypatch):
-    """Every Generation the server starts during the test."""
-    served = server.app.state.mullama.served
-    started = []
+def record_starts(running, monkeypatch) -> tuple[list, list, list]:
+    """(requests that asked to start, Generations started, requests whose start was
+    cancelled) on `running`'s ServedModel."""
+    served = running.app.state.mullama.served
+    asked, started, cancelled = [], [], []
     original = served.start
 
-    async def recording_start(request):
-        generation = await original(request)
+    async def recording_start(request, **options):
+        asked.append(request)
+        try:
+            generation = await original(request, **options)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(request)
+            raise
         started.append(generation)
         return generation
 
     monkeypatch.setattr(served, "start", recording_start)
-    return started
+    return asked, started, cancelled
+
+
+@pytest.fixture
+def started_generations(server, monkeypatch):
+    """Every Generation the server starts during the test."""
+    return record_starts(server, monkeypatch)[1]
 
 
 def test_client_disconnect_stops_the_forward_pass(server, started_generations, poll):
@@ -56,10 +68,10 @@ def test_client_disconnect_stops_the_forward_pass(server, started_generations, p
                 if received == 5:
                     break
         (generation,) = started_generations
-        job = generation._context._job  # the producer, still running
+        job = generation.job  # the producer, still running
         assert job is not None and job.is_running()
     # The client hung up after 5 chunks: the stream closes and the producer stops.
-    assert poll(lambda: generation._released, 10), "the stream was not closed"
+    assert poll(lambda: generation.released, 10), "the stream was not closed"
     assert poll(lambda: not job.is_running(), 10), "the producer still runs"
     stopped_at = job.tokens_computed
     # Not a token more: the producer's count stays where it stopped.
@@ -67,6 +79,86 @@ def test_client_disconnect_stops_the_forward_pass(server, started_generations, p
     # It stopped within one token (plus the stream buffer) of what the server had sent.
     assert stopped_at <= generation.tokens_generated + 1
     assert stopped_at < 1000
+
+
+# Non-streaming requests on each route, long enough to run thousands of tokens if not stopped.
+NON_STREAMING = {
+    "/v1/completions": {"prompt": COUNTING, "max_tokens": 8000},
+    "/v1/chat/completions": {
+        "messages": [{"role": "user", "content": COUNTING}],
+        "max_tokens": 8000,
+    },
+    "/api/generate": {
+        "prompt": COUNTING,
+        "raw": True,
+        "stream": False,
+        "options": {"num_predict": 8000, "temperature": 0},
+    },
+    "/api/chat": {
+        "messages": [{"role": "user", "content": COUNTING}],
+        "stream": False,
+        "options": {"num_predict": 8000, "temperature": 0},
+    },
+}
+
+
+def _raw_post(url: str, path: str, body: dict) -> socket.socket:
+    """Sends a POST on a raw socket, so the test decides exactly when the client leaves."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    data = json.dumps({"model": MODEL_NAME, "temperature": 0, **body}).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data)
+    return sock
+
+
+@pytest.mark.parametrize("path", list(NON_STREAMING))
+def test_abandoned_non_streaming_request_stops_the_forward_pass(
+    server, started_generations, poll, path
+):
+    sock = _raw_post(server.url, path, NON_STREAMING[path])
+    try:
+        assert poll(lambda: len(started_generations) == 1, 30), "the generation did not start"
+        (generation,) = started_generations
+        job = generation.job
+        assert poll(lambda: job.tokens_computed >= 20 or not job.is_running(), 30)
+        assert job.is_running(), "the reply ended before the client left"
+    finally:
+        sock.close()  # the client gives up before the reply is complete
+    assert poll(lambda: not job.is_running(), 10), "the producer still runs for nobody"
+    assert poll(lambda: generation.released, 10), "the Context did not go back to the pool"
+    stopped_at = job.tokens_computed
+    assert not poll(lambda: job.tokens_computed > stopped_at, 0.5)
+    # Within one token of what the handler had read when it was cancelled.
+    assert stopped_at <= generation.tokens_generated + 1
+    assert stopped_at < 4000
+
+
+def test_queued_request_whose_client_left_never_starts(server_factory, monkeypatch, poll):
+    running = server_factory(max_concurrent=1)
+    asked, started, cancelled = record_starts(running, monkeypatch)
+    body = {"model": MODEL_NAME, "prompt": COUNTING, "max_tokens": 8000, "stream": True}
+    with httpx.stream("POST", running.url + "/v1/completions", json=body, timeout=60) as first:
+        lines = first.iter_lines()
+        assert next(lines).startswith("data: ")  # the one slot is taken
+        sock = _raw_post(running.url, "/v1/completions", NON_STREAMING["/v1/completions"])
+        # The second request waits for the slot; then its client leaves.
+        assert poll(lambda: len(asked) == 2, 30)
+        sock.close()
+        # The server notices while the slot is still taken: the wait is cancelled.
+        assert poll(lambda: len(cancelled) == 1, 10), "the queued request kept waiting"
+    # The slot frees; a third request must be next, not the abandoned second one.
+    third = httpx.post(
+        running.url + "/v1/completions",
+        json={"model": MODEL_NAME, "prompt": "Hi", "max_tokens": 2},
+        timeout=60,
+    )
+    assert third.status_code == 200, third.text
+    assert len(asked) == 3
+    assert len(started) == 2, "the abandoned queued request was started"
 
 
 def test_concurrent_streams_are_interleaved(server):

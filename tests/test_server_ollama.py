@@ -142,3 +142,70 @@ def test_default_model_chat(default_server):
     assert "Paris" in text, text
     assert parts[-1].done and 1 <= parts[-1].eval_count <= 8
     assert parts[-1].prompt_eval_count > 5
+
+
+def test_images_in_chat_messages_are_refused(client):
+    with pytest.raises(ollama.ResponseError) as info:
+        client.chat(
+            model=MODEL_NAME,
+            messages=[{"role": "user", "content": "What is this?", "images": ["aGVsbG8="]}],
+        )
+    assert info.value.status_code == 400
+    assert "images are not supported" in info.value.error
+
+
+def test_unknown_role_is_refused(client):
+    with pytest.raises(ollama.ResponseError) as info:
+        client.chat(model=MODEL_NAME, messages=[{"role": "robot", "content": "beep"}])
+    assert info.value.status_code == 400
+    assert "'robot'" in info.value.error
+
+
+def test_num_ctx_sets_the_context_of_the_request(client, server):
+    prompt_tokens = client.generate(
+        model=MODEL_NAME, prompt="Count to ten.", options={"num_predict": 1}
+    ).prompt_eval_count
+    num_ctx = prompt_tokens + 5
+    # No num_predict: the reply runs to the end of that context, and no further.
+    filled = client.generate(
+        model=MODEL_NAME, prompt="Count to ten.", options={"temperature": 0, "num_ctx": num_ctx}
+    )
+    assert filled.eval_count <= 5
+    # A reply that does not fit that context is refused; the server's own context takes it.
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(
+            model=MODEL_NAME, prompt="Count to ten.", options={"num_ctx": num_ctx, "num_predict": 6}
+        )
+    assert info.value.status_code == 400 and str(num_ctx) in info.value.error
+    assert (
+        client.generate(
+            model=MODEL_NAME, prompt="Count to ten.", options={"num_predict": 6}
+        ).eval_count
+        >= 1
+    )
+
+
+def test_num_ctx_over_the_models_context_is_refused(client, server):
+    limit = server.app.state.mullama.served.max_n_ctx
+    with pytest.raises(ollama.ResponseError) as info:
+        client.generate(model=MODEL_NAME, prompt="Hi", options={"num_ctx": limit + 1})
+    assert info.value.status_code == 400
+    assert "num_ctx" in info.value.error and str(limit) in info.value.error
+
+
+def test_keep_alive_and_think_are_accepted_and_ignored(server):
+    body = {
+        "model": MODEL_NAME,
+        "prompt": "Hi",
+        "stream": False,
+        "keep_alive": "5m",
+        "think": False,
+        "options": OPTIONS,
+    }
+    response = httpx.post(server.url + "/api/generate", json=body, timeout=60)
+    assert response.status_code == 200 and response.json()["done"] is True
+
+
+@pytest.mark.parametrize("name", [f"{MODEL_NAME}:latest", f"{MODEL_NAME}:135m"])
+def test_tagged_names_are_served(client, name):
+    assert client.generate(model=name, prompt="Hi", options={"num_predict": 2}).eval_count == 2

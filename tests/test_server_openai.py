@@ -298,3 +298,103 @@ def test_api_key_is_required_when_set(server_factory):
     right = openai.OpenAI(base_url=running.url + "/v1", api_key="s3cret", max_retries=0)
     assert [m.id for m in right.models.list().data] == [MODEL_NAME]
     assert httpx.get(running.url + "/health").status_code == 200
+
+
+# -- refusals that name the problem (400, never 500) --------------------------------------------
+MARK = "<lone surrogate>"
+
+
+def _with_surrogate(body: dict) -> str:
+    """`body` as JSON with MARK replaced by the escape of a lone UTF-16 surrogate (valid JSON,
+    not text): what a client sends that cuts an emoji's surrogate pair in half."""
+    return json.dumps(body).replace(MARK, "\\ud800")
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        (
+            "/v1/chat/completions",
+            {"model": "tiny", "messages": [{"role": "user", "content": MARK}]},
+            "messages[0].content",
+        ),
+        ("/v1/completions", {"model": "tiny", "prompt": MARK}, "prompt"),
+        ("/v1/completions", {"model": "tiny", "prompt": "hi", "stop": [MARK]}, "stop[0]"),
+        ("/api/generate", {"model": "tiny", "prompt": MARK}, "prompt"),
+    ],
+)
+def test_lone_surrogate_is_400_naming_the_field(server, server_log, path, body, field):
+    raw = _with_surrogate(body)
+    assert "\\ud800" in raw
+    response = httpx.post(
+        server.url + path, content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    message = error["message"] if isinstance(error, dict) else error
+    assert field in message and "surrogate" in message
+    assert "Traceback" not in server_log.text()
+
+
+def test_deeply_nested_json_is_400(server, server_log):
+    response = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=b"[" * 100_000,
+        headers={"content-type": "application/json"},
+    )
+    assert _error(response, 400)["code"] == "invalid_json"
+    assert "Traceback" not in server_log.text()
+
+
+def test_unknown_role_is_400_naming_it(server):
+    body = {"model": MODEL_NAME, "messages": [{"role": "robot", "content": "beep"}]}
+    error = _error(httpx.post(server.url + "/v1/chat/completions", json=body), 400)
+    assert error["param"] == "messages"
+    assert "'robot'" in error["message"] and "user" in error["message"]
+
+
+@pytest.mark.parametrize("value", [-1, 0])
+def test_max_tokens_below_one_says_at_least_one(server, value):
+    body = {"model": MODEL_NAME, "messages": MESSAGES, "max_tokens": value}
+    error = _error(httpx.post(server.url + "/v1/chat/completions", json=body), 400)
+    assert "must be >= 1" in error["message"] and str(value) in error["message"]
+
+
+def test_echo_with_logprobs_is_refused(server):
+    body = {"model": MODEL_NAME, "prompt": "Hello", "echo": True, "logprobs": 1}
+    error = _error(httpx.post(server.url + "/v1/completions", json=body), 400)
+    assert error["param"] == "echo" and "logprobs" in error["message"]
+
+
+def test_a_failed_generation_says_so_once(server, monkeypatch):
+    engine = server.app.state.mullama.served.model.engine
+
+    def broken_step(*args, **kwargs):
+        raise RuntimeError("the device is on fire")
+
+    monkeypatch.setattr(engine, "step", broken_step)
+    for stream in (False, True):
+        body = {"model": MODEL_NAME, "prompt": "Hello", "max_tokens": 4, "stream": stream}
+        response = httpx.post(server.url + "/v1/completions", json=body, timeout=60)
+        text = response.text
+        assert "the device is on fire" in text
+        assert text.count("generation failed") == 1, text
+
+
+# -- models.retrieve ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", [MODEL_NAME, f"{MODEL_NAME}:latest", f"{MODEL_NAME}:135m"])
+def test_models_retrieve(client, name):
+    model = client.models.retrieve(name)
+    assert model.id == MODEL_NAME and model.object == "model"
+
+
+def test_models_retrieve_unknown_is_404(client, server):
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("no-such-model")
+    error = _error(httpx.get(server.url + "/v1/models/no-such-model"), 404)
+    assert error["code"] == "model_not_found" and "no-such-model" in error["message"]
+
+
+def test_tagged_names_are_served(client):
+    reply = client.completions.create(model=f"{MODEL_NAME}:135m", prompt="Hi", max_tokens=2)
+    assert reply.usage.completion_tokens == 2

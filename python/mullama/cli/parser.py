@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from mullama import __version__
+from mullama.server import defaults as serve_defaults
 
 # --flag -> StreamConfig field, for the sampling flags run, chat and serve share.
 SAMPLING_FLAGS = {
@@ -130,10 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(serve)
     serve.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1: this machine only)",
+        default=serve_defaults.DEFAULT_HOST,
+        help=f"address to listen on (default {serve_defaults.DEFAULT_HOST}: this machine only)",
     )
-    serve.add_argument("--port", "-p", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument(
+        "--port",
+        "-p",
+        type=int,
+        default=serve_defaults.DEFAULT_PORT,
+        help=f"port (default {serve_defaults.DEFAULT_PORT})",
+    )
     serve.add_argument(
         "--api-key",
         metavar="KEY",
@@ -148,32 +155,37 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-concurrent",
         type=int,
-        default=8,
+        default=serve_defaults.DEFAULT_MAX_CONCURRENT,
         metavar="N",
-        help="generations running at once; more requests wait (default 8)",
+        help="generations running at once; more requests wait "
+        f"(default {serve_defaults.DEFAULT_MAX_CONCURRENT})",
     )
     serve.add_argument(
         "--max-tokens",
         type=int,
-        default=512,
+        default=serve_defaults.DEFAULT_MAX_TOKENS,
         metavar="N",
-        help="tokens per reply when a request sets no limit (default 512)",
+        help="tokens per reply when a request sets no limit "
+        f"(default {serve_defaults.DEFAULT_MAX_TOKENS})",
     )
     serve.add_argument(
         "--timeout",
         type=int,
-        default=600_000,
+        default=serve_defaults.DEFAULT_TIMEOUT_MS,
         metavar="MS",
-        help="deadline of one generation in ms (default 600000, 0 = none)",
+        help="deadline of one generation in ms "
+        f"(default {serve_defaults.DEFAULT_TIMEOUT_MS}, 0 = none)",
     )
     serve.add_argument(
         "--max-body-bytes",
         type=int,
-        default=4 * 1024 * 1024,
+        default=serve_defaults.DEFAULT_MAX_BODY_BYTES,
         metavar="N",
         help="largest request body accepted (default 4 MiB)",
     )
     serve.add_argument(
-        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+        "--log-level",
+        default=serve_defaults.DEFAULT_LOG_LEVEL,
+        choices=serve_defaults.LOG_LEVELS,
     )
     return parser

@@ -10,9 +10,9 @@ from starlette.routing import Route, WebSocketRoute
 
 from mullama.server import ollama, openai, websocket
 from mullama.server.auth import APIKeyMiddleware
+from mullama.server.defaults import DEFAULT_MAX_BODY_BYTES
 from mullama.server.engine import ServedModel
 from mullama.server.errors import APIError, ollama_error_response, openai_error_response
-from mullama.server.params import DEFAULT_MAX_BODY_BYTES
 from mullama.server.state import ServerState
 
 
@@ -52,6 +52,7 @@ def create_app(
         Route("/", root),
         Route("/health", health),
         Route("/v1/models", openai.list_models),
+        Route("/v1/models/{model_id:path}", openai.retrieve_model),
         Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
         Route("/v1/completions", openai.completions, methods=["POST"]),
         Route("/api/generate", ollama.generate, methods=["POST"]),

@@ -9,34 +9,39 @@ request (client gone) closes its stream within one token.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
-from mullama import MullamaError, StreamTimeoutError
+from mullama import StreamTimeoutError
+from mullama.request import GenerationRequest
+from mullama.server.defaults import (
+    DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_TIMEOUT_MS,
+)
 
 if TYPE_CHECKING:
     from mullama.context import Context
     from mullama.model import Model
-
-DEFAULT_MAX_TOKENS = 512
-DEFAULT_TIMEOUT_MS = 600_000
+    from mullama.producer import GenerationJob
 
 
-@dataclass
-class GenerationRequest:
-    """What to generate: a raw prompt (text or ids) or chat messages, and sampling overrides
-    for StreamConfig (only the fields the client set)."""
+def model_name_matches(requested: str, names: set[str]) -> bool:
+    """Whether a request's `model` names the served model: one of `names`, with or without an
+    Ollama-style `:tag` (`smollm2`, `smollm2:latest`, `smollm2:135m`).
 
-    prompt: str | list[int] | None = None
-    messages: list[dict[str, Any]] | None = None
-    overrides: dict[str, Any] = field(default_factory=dict)
-    top_logprobs: int = 0
+    The server's one lookup of model names; the shared resolver (library, CLI) replaces it."""
+    if requested in names:
+        return True
+    base, colon, tag = requested.rpartition(":")
+    # A ':' followed by a path separator is part of a path (C:\models), not a tag.
+    return bool(colon and base and tag and "/" not in tag and "\\" not in tag) and base in names
 
 
 class Generation:
@@ -47,7 +52,12 @@ class Generation:
     token and the Context goes back to the pool)."""
 
     def __init__(
-        self, served: ServedModel, context: Context, stream: Any, prompt_ids: list[int]
+        self,
+        served: ServedModel,
+        context: Context,
+        stream: Any,
+        prompt_ids: list[int],
+        job: GenerationJob | None,
     ) -> None:
         from mullama.aio import AsyncTokenStream
 
@@ -55,9 +65,12 @@ class Generation:
         self._context = context
         self._stream = AsyncTokenStream(stream)
         self.prompt_ids = prompt_ids
+        self.job = job
+        """The producer job (its `tokens_computed`, `is_running()`, `join()`)."""
         self.timed_out = False
         self.last = None
-        self._released = False
+        self.released = False
+        """Whether the stream is closed and its Context back in the pool."""
 
     def __aiter__(self) -> Generation:
         return self
@@ -99,8 +112,8 @@ class Generation:
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             await self._stream.aclose()
-        if not self._released:
-            self._released = True
+        if not self.released:
+            self.released = True
             self._served._release(self._context)
 
 
@@ -113,7 +126,7 @@ class ServedModel:
         name: str,
         *,
         n_ctx: int | None = None,
-        max_concurrent: int = 8,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
     ) -> None:
@@ -133,19 +146,32 @@ class ServedModel:
         self._limiter = anyio.CapacityLimiter(max_concurrent + 4)
         self.tokens_served = 0
 
-    def matches(self, requested: str | None) -> bool:
-        """Whether a request's `model` names this model (Ollama clients add ':latest')."""
-        if not requested:
-            return True
-        return requested in self._aliases or requested.removesuffix(":latest") in self._aliases
+    @property
+    def max_n_ctx(self) -> int:
+        """The largest context a request may ask for (Ollama's num_ctx): the model's."""
+        return self.model.n_ctx_train
 
-    async def start(self, request: GenerationRequest) -> Generation:
-        """Opens a generation; raises MullamaError (ConfigError, ContextLengthError, ...)
-        before anything is streamed, so handlers can still answer 400."""
+    def matches(self, requested: str | None) -> bool:
+        """Whether a request's `model` names this model (no name: the served one)."""
+        return not requested or model_name_matches(requested, self._aliases)
+
+    async def start(
+        self, request: GenerationRequest, *, n_ctx: int | None = None, default_length: bool = False
+    ) -> Generation:
+        """Opens a generation on a Context of `n_ctx` tokens (default: the server's); with
+        `default_length` the reply may run to the server's default length or the end of the
+        context, whichever comes first. Raises MullamaError (ConfigError, ContextLengthError,
+        ...) before anything is streamed, so handlers can still answer 400. Waits for a free
+        slot first (at most max_concurrent generations run at once); cancelling the wait
+        starts nothing."""
         await self._slots.acquire()
         try:
             return await anyio.to_thread.run_sync(
-                self._start_blocking, request, limiter=self._limiter
+                self._start_blocking,
+                request,
+                n_ctx or self.n_ctx,
+                default_length,
+                limiter=self._limiter,
             )
         except BaseException:
             self._slots.release()
@@ -154,40 +180,43 @@ class ServedModel:
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         if request.messages is not None:
             return self.model.chat_ids(request.messages)
-        if request.prompt is None:
-            raise MullamaError("a generation needs a prompt or messages")
+        assert request.prompt is not None  # generation_request checked: one of the two
         return self.model.prompt_ids(request.prompt)
 
-    def _start_blocking(self, request: GenerationRequest) -> Generation:
+    def _start_blocking(
+        self, request: GenerationRequest, n_ctx: int, default_length: bool
+    ) -> Generation:
         ids = self.prompt_ids(request)
-        overrides = dict(request.overrides)
-        if overrides.get("max_tokens") is None:
-            room = self.n_ctx - len(ids)
-            overrides["max_tokens"] = max(1, min(self.default_max_tokens, room))
-        overrides.setdefault("timeout_ms", self.timeout_ms)
-        context = self._checkout(ids)
+        config = request.config
+        if default_length:
+            room = n_ctx - len(ids)
+            config = config.replace(max_tokens=max(1, min(config.max_tokens, room)))
+        # Tokenized once: the Context gets the ids.
+        request = dataclasses.replace(request, prompt=ids, messages=None, config=config)
+        context = self._checkout(ids, n_ctx)
         try:
-            stream = context.generate_stream(ids, top_logprobs=request.top_logprobs, **overrides)
+            stream = context.open_stream(request)
         except BaseException:
             self._return(context)
             raise
-        return Generation(self, context, stream, ids)
+        return Generation(self, context, stream, ids, context.last_generation)
 
-    def _checkout(self, ids: Sequence[int]) -> Context:
+    def _checkout(self, ids: Sequence[int], n_ctx: int) -> Context:
         with self._pool_lock:
-            if self._idle:
-                best = max(
-                    range(len(self._idle)),
-                    key=lambda i: _common_prefix(self._idle[i].cached_tokens, ids),
-                )
+            fitting = [i for i, c in enumerate(self._idle) if c.n_ctx == n_ctx]
+            if fitting:
+                best = max(fitting, key=lambda i: _common_prefix(self._idle[i].cached_tokens, ids))
                 return self._idle.pop(best)
         from mullama.context import Context  # imports MLX: only once a model is served
 
-        return Context(self.model, self.n_ctx)
+        return Context(self.model, n_ctx)
 
     def _return(self, context: Context) -> None:
         with self._pool_lock:
             self._idle.append(context)
+            # Requests with their own num_ctx add Contexts of other sizes: keep the pool
+            # bounded by dropping the least recently used.
+            del self._idle[: max(0, len(self._idle) - self.max_concurrent)]
 
     def _release(self, context: Context) -> None:
         self._return(context)

@@ -10,7 +10,13 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from mullama import ConfigError, ContextLengthError, MullamaError, TokenizerError
+from mullama import (
+    ConfigError,
+    ContextLengthError,
+    GenerationError,
+    MullamaError,
+    TokenizerError,
+)
 
 
 class APIError(Exception):
@@ -51,12 +57,14 @@ def bad_param(param: str, message: str) -> APIError:
 
 
 def from_mullama_error(exc: MullamaError) -> APIError:
-    """The API error for a mullama exception raised while starting a generation."""
+    """The API error for a mullama exception, raised starting a generation or while it runs."""
     if isinstance(exc, ContextLengthError):
         return APIError(400, str(exc), param="messages", code="context_length_exceeded")
     if isinstance(exc, (ConfigError, TokenizerError)):
         return APIError(400, str(exc), code="invalid_value")
-    return APIError(500, f"generation failed: {exc}", type="server_error", code="internal_error")
+    # The core's GenerationError already says "generation failed: ..."; others get it here.
+    message = str(exc) if isinstance(exc, GenerationError) else f"generation failed: {exc}"
+    return APIError(500, message, type="server_error", code="internal_error")
 
 
 def openai_error_response(err: APIError) -> JSONResponse:

@@ -14,15 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mullama import MullamaError, __version__
-from mullama.server import params
-from mullama.server.engine import Generation, GenerationRequest, ServedModel
-from mullama.server.errors import APIError, bad_param, from_mullama_error, ollama_error_response
-from mullama.server.openai import chat_messages, is_content_token
+from mullama.server import common, params
+from mullama.server.engine import Generation, ServedModel
+from mullama.server.errors import APIError, bad_param, ollama_error_response
 from mullama.server.state import ServerState, ShuttingDown
 from mullama.server.streaming import DisconnectAwareStream, ndjson
 
-# Ollama's done_reason has no "timeout": a deadline cuts the reply short like num_predict.
-DONE_REASONS = {"stop": "stop", "length": "length", "timeout": "length", "cancelled": "stop"}
+# `keep_alive` and `think` are accepted and ignored, as docs/server.md says: the model stays
+# loaded while the server runs, and mullama has no separate reasoning output.
 
 
 def _now() -> str:
@@ -35,17 +34,9 @@ def options_overrides(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise bad_param("options", "'options' must be an object")
     num_predict = params.integer(options, "num_predict", -2)
-    overrides = {
-        # -1 (infinite) and -2 (fill the context) both mean: as much as the server allows.
-        "max_tokens": num_predict if num_predict is not None and num_predict > 0 else None,
-        "temperature": params.number(options, "temperature", 0.0, 100.0),
-        "top_k": params.integer(options, "top_k", 0),
-        "top_p": params.number(options, "top_p", 0.0, 1.0, lo_open=True),
-        "min_p": params.number(options, "min_p", 0.0, 1.0),
-        "repeat_penalty": params.number(options, "repeat_penalty", 0.0, 10.0, lo_open=True),
-        "seed": params.seed(options),
-        "stop_sequences": params.stop_sequences(options),
-    }
+    overrides = common.sampling_overrides(options, temperature_max=100.0)
+    # -1 (infinite) and -2 (fill the context) both mean: as much as the server allows.
+    overrides["max_tokens"] = num_predict if num_predict is not None and num_predict > 0 else None
     if num_predict == 0:
         raise bad_param("num_predict", "'num_predict' must not be 0")
     fmt = body.get("format")
@@ -55,7 +46,19 @@ def options_overrides(body: dict[str, Any]) -> dict[str, Any]:
         raise bad_param("images", "'images' are not supported: the model reads text only")
     if body.get("tools"):
         raise bad_param("tools", "'tools' (function calling) is not supported")
-    return {k: v for k, v in overrides.items() if v is not None}
+    return overrides
+
+
+def context_size(body: dict[str, Any], served: ServedModel) -> int | None:
+    """`options.num_ctx`: the context this request runs in (None: the server's)."""
+    options = body.get("options") or {}
+    num_ctx = params.integer(options, "num_ctx", 1)
+    if num_ctx is not None and num_ctx > served.max_n_ctx:
+        raise bad_param(
+            "num_ctx",
+            f"'num_ctx' = {num_ctx} is over the model's context of {served.max_n_ctx} tokens",
+        )
+    return num_ctx
 
 
 def check_model(body: dict[str, Any], served: ServedModel) -> None:
@@ -100,72 +103,69 @@ async def _handle(request: Request, *, chat: bool) -> Response:
         check_model(body, served)
         stream = params.boolean(body, "stream", True)
         overrides = options_overrides(body)
+        n_ctx = context_size(body, served)
+        inputs: dict[str, Any]
         if chat:
-            messages = body.get("messages")
-            if messages == []:  # Ollama: an empty chat just loads the model
+            if body.get("messages") == []:  # Ollama: an empty chat just loads the model
                 return _loaded_reply(served, chat=True)
-            gen_request = GenerationRequest(messages=chat_messages(body), overrides=overrides)
+            inputs = {"messages": common.chat_messages(body)}
         else:
             prompt = params.string(body, "prompt") or ""
             if not prompt:
                 return _loaded_reply(served, chat=False)
             system = params.string(body, "system")
             if params.boolean(body, "raw", False):
-                gen_request = GenerationRequest(prompt=prompt, overrides=overrides)
+                inputs = {"prompt": prompt}
             else:
                 messages = [{"role": "system", "content": system}] if system else []
                 messages.append({"role": "user", "content": prompt})
-                gen_request = GenerationRequest(messages=messages, overrides=overrides)
+                inputs = {"messages": messages}
+
+        def start() -> Any:
+            return common.start_generation(served, overrides=overrides, n_ctx=n_ctx, **inputs)
+
+        if stream:
+            generation = await common.unless_disconnected(request.receive, start)
+            if generation is None:  # the client left while the request waited its turn
+                return Response(status_code=499)
+            lines = _lines(state, served, generation, chat=chat, started=started)
+            return DisconnectAwareStream(lines, "application/x-ndjson")
+
+        async def start_and_collect() -> dict[str, Any]:
+            generation = await start()
+            text = []
+            async with aclosing(_texts(state, generation)) as texts:
+                async for piece in texts:
+                    text.append(piece)
+            return _final(served, generation, chat=chat, started=started, text="".join(text))
+
         try:
-            generation = await served.start(gen_request)
-        except MullamaError as exc:
-            raise from_mullama_error(exc) from exc
+            final = await common.unless_disconnected(request.receive, start_and_collect)
+        except (ShuttingDown, MullamaError) as exc:
+            raise common.failure(exc) from exc
     except APIError as err:
         return ollama_error_response(err)
-
-    lines = _lines(state, served, generation, chat=chat, started=started)
-    if stream:
-        return DisconnectAwareStream(lines, "application/x-ndjson")
-    text: list[str] = []
-    final: dict[str, Any] = {}
-    try:
-        async with aclosing(_events(state, served, generation)) as events:
-            async for piece in events:
-                text.append(piece)
-    except ShuttingDown as exc:
-        return ollama_error_response(APIError(503, str(exc)))
-    except MullamaError as exc:
-        return ollama_error_response(APIError(500, f"generation failed: {exc}"))
-    final = _final(served, generation, chat=chat, started=started, text="".join(text))
+    if final is None:  # the client left: nobody reads this
+        return Response(status_code=499)
     return JSONResponse(final)
 
 
-async def _events(
-    state: ServerState, served: ServedModel, generation: Generation
-) -> AsyncIterator[str]:
-    try:
-        async for event in generation:
-            state.check_running()
-            if is_content_token(served, event):
-                state.count_token()
+async def _texts(state: ServerState, generation: Generation) -> AsyncIterator[str]:
+    async with aclosing(common.events(state, generation)) as events:
+        async for event in events:
             yield event.text
-    finally:
-        await generation.aclose()
 
 
 async def _lines(
     state: ServerState, served: ServedModel, generation: Generation, *, chat: bool, started: float
 ) -> AsyncIterator[bytes]:
     try:
-        async with aclosing(_events(state, served, generation)) as events:
-            async for text in events:
+        async with aclosing(_texts(state, generation)) as texts:
+            async for text in texts:
                 if text:
                     yield ndjson(_piece(served, text, chat=chat))
-    except ShuttingDown as exc:
-        yield ndjson({"error": str(exc)})
-        return
-    except MullamaError as exc:
-        yield ndjson({"error": f"generation failed: {exc}"})
+    except (ShuttingDown, MullamaError) as exc:
+        yield ndjson(common.failure(exc).ollama_body())
         return
     yield ndjson(_final(served, generation, chat=chat, started=started, text=""))
 
@@ -185,7 +185,7 @@ def _final(
 ) -> dict[str, Any]:
     body = _piece(served, text, chat=chat)
     body["done"] = True
-    body["done_reason"] = DONE_REASONS.get(generation.finish_reason or "stop", "stop")
+    body["done_reason"] = common.finish_reason(generation.finish_reason, "ollama")
     body.update(timings(generation, started))
     return body
 

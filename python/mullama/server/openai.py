@@ -12,42 +12,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mullama import MullamaError
-from mullama.server import params
-from mullama.server.engine import Generation, GenerationRequest, ServedModel
-from mullama.server.errors import APIError, bad_param, from_mullama_error, openai_error_response
+from mullama.server import common, params
+from mullama.server.engine import Generation, ServedModel
+from mullama.server.errors import APIError, bad_param, openai_error_response
 from mullama.server.state import ServerState, ShuttingDown
 from mullama.server.streaming import DisconnectAwareStream, sse
 
-# Our finish reasons as OpenAI spells them: a deadline cuts the reply short like max_tokens.
-FINISH_REASONS = {"stop": "stop", "length": "length", "timeout": "length", "cancelled": "stop"}
 MAX_TOP_LOGPROBS = 20
-
-
-def openai_finish_reason(reason: str | None) -> str:
-    return FINISH_REASONS.get(reason or "stop", "stop")
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+"""The legacy completions API's documented default reply length."""
 
 
 # -- request parsing --------------------------------------------------------------------------
-def sampling_overrides(body: dict[str, Any], *, max_tokens_default: int | None) -> dict[str, Any]:
+def sampling_overrides(body: dict[str, Any]) -> dict[str, Any]:
     """StreamConfig overrides from the OpenAI parameters (and our extensions) a client set."""
     max_tokens = params.integer(body, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = params.integer(body, "max_tokens", 1)
-    if max_tokens is None:
-        max_tokens = max_tokens_default
-    overrides: dict[str, Any] = {
-        "max_tokens": max_tokens,
-        "temperature": params.number(body, "temperature", 0.0, 2.0),
-        "top_p": params.number(body, "top_p", 0.0, 1.0, lo_open=True),
-        "top_k": params.integer(body, "top_k", 0),
-        "min_p": params.number(body, "min_p", 0.0, 1.0),
-        "repeat_penalty": (
-            params.number(body, "repeat_penalty", 0.0, 10.0, lo_open=True)
-            or params.number(body, "repetition_penalty", 0.0, 10.0, lo_open=True)
-        ),
-        "seed": params.seed(body),
-        "stop_sequences": params.stop_sequences(body),
-    }
+    overrides = common.sampling_overrides(body, temperature_max=2.0)
+    overrides["max_tokens"] = max_tokens
+    if overrides["repeat_penalty"] is None:  # the name Hugging Face uses
+        overrides["repeat_penalty"] = params.number(
+            body, "repetition_penalty", 0.0, 10.0, lo_open=True
+        )
     # Accepted for compatibility, not applied: mullama samples with repeat_penalty instead.
     params.number(body, "presence_penalty", -2.0, 2.0)
     params.number(body, "frequency_penalty", -2.0, 2.0)
@@ -59,35 +46,7 @@ def sampling_overrides(body: dict[str, Any], *, max_tokens_default: int | None) 
     fmt = body.get("response_format")
     if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
         raise bad_param("response_format", "only response_format {'type': 'text'} is supported")
-    return {k: v for k, v in overrides.items() if v is not None}
-
-
-def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise bad_param("messages", "'messages' must be a non-empty list of messages")
-    checked = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise bad_param("messages", f"messages[{i}] must be an object with a 'role' string")
-        role = "system" if message["role"] == "developer" else message["role"]
-        checked.append({"role": role, "content": _text_content(message.get("content"), i)})
-    return checked
-
-
-def _text_content(content: Any, i: int) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise bad_param("messages", f"messages[{i}]: only text content parts are supported")
-            parts.append(str(part.get("text", "")))
-        return "".join(parts)
-    raise bad_param("messages", f"messages[{i}]['content'] must be a string or a list of parts")
+    return overrides
 
 
 def completion_prompt(body: dict[str, Any]) -> str | list[int]:
@@ -188,15 +147,6 @@ class CompletionLogprobs:
         return merged
 
 
-def is_content_token(served: ServedModel, event: Any) -> bool:
-    """False for events without a token and for the end-of-generation token closing a reply."""
-    if event.token is None:
-        return False
-    return not (
-        event.finish_reason is not None and event.token in served.model.end_of_generation_ids
-    )
-
-
 def usage(generation: Generation, completion_tokens: int) -> dict[str, int]:
     prompt_tokens = len(generation.prompt_ids)
     return {
@@ -215,21 +165,29 @@ async def completions(request: Request) -> Response:
     return await _handle(request, chat=False)
 
 
+def _model_object(served: ServedModel) -> dict[str, Any]:
+    return {"id": served.name, "object": "model", "created": served.created, "owned_by": "mullama"}
+
+
 async def list_models(request: Request) -> Response:
     served: ServedModel = request.app.state.mullama.served
-    return JSONResponse(
-        {
-            "object": "list",
-            "data": [
-                {
-                    "id": served.name,
-                    "object": "model",
-                    "created": served.created,
-                    "owned_by": "mullama",
-                }
-            ],
-        }
-    )
+    return JSONResponse({"object": "list", "data": [_model_object(served)]})
+
+
+async def retrieve_model(request: Request) -> Response:
+    """GET /v1/models/{id} (the SDK's models.retrieve): the model object, or 404."""
+    served: ServedModel = request.app.state.mullama.served
+    model_id = request.path_params["model_id"]
+    if not served.matches(model_id):
+        return openai_error_response(
+            APIError(
+                404,
+                f"model '{model_id}' does not exist; this server serves '{served.name}'",
+                param="model",
+                code="model_not_found",
+            )
+        )
+    return JSONResponse(_model_object(served))
 
 
 async def _handle(request: Request, *, chat: bool) -> Response:
@@ -243,55 +201,63 @@ async def _handle(request: Request, *, chat: bool) -> Response:
         if not isinstance(options, dict):
             raise bad_param("stream_options", "'stream_options' must be an object")
         include_usage = params.boolean(options, "include_usage", False)
+        overrides = sampling_overrides(body)
+        echo = ""
         if chat:
-            messages = chat_messages(body)
+            messages = common.chat_messages(body)
             want_logprobs = params.boolean(body, "logprobs", False)
             top = params.integer(body, "top_logprobs", 0, MAX_TOP_LOGPROBS) or 0
             if top and not want_logprobs:
                 raise bad_param("top_logprobs", "'top_logprobs' needs 'logprobs': true")
-            gen_request = GenerationRequest(
-                messages=messages,
-                top_logprobs=top,
-                overrides=sampling_overrides(body, max_tokens_default=None),
-            )
-            echo = ""
+            inputs: dict[str, Any] = {"messages": messages}
         else:
             prompt = completion_prompt(body)
-            top = params.integer(body, "logprobs", 0, MAX_TOP_LOGPROBS)
-            want_logprobs = top is not None
+            top_or_none = params.integer(body, "logprobs", 0, MAX_TOP_LOGPROBS)
+            want_logprobs = top_or_none is not None
+            top = top_or_none or 0
             if body.get("suffix"):
                 raise bad_param("suffix", "'suffix' (fill-in-the-middle) is not supported")
-            # The completions API's documented default is 16 tokens.
-            gen_request = GenerationRequest(
-                prompt=prompt,
-                top_logprobs=top or 0,
-                overrides=sampling_overrides(body, max_tokens_default=16),
+            if params.boolean(body, "echo", False):
+                if want_logprobs:
+                    # OpenAI's legacy API scores the prompt's tokens too; mullama's engine
+                    # computes the logprobs of sampled tokens only, so it refuses rather than
+                    # returning entries that omit the prompt.
+                    raise bad_param(
+                        "echo",
+                        "'echo' with 'logprobs' is not supported: prompt tokens are not scored",
+                    )
+                echo = prompt if isinstance(prompt, str) else ""
+            if overrides["max_tokens"] is None:
+                overrides["max_tokens"] = COMPLETIONS_DEFAULT_MAX_TOKENS
+            inputs = {"prompt": prompt}
+
+        def start() -> Any:
+            return common.start_generation(served, overrides=overrides, top_logprobs=top, **inputs)
+
+        if stream:
+            generation = await common.unless_disconnected(request.receive, start)
+            if generation is None:  # the client left while the request waited its turn
+                return Response(status_code=499)
+            reply = _Reply(served, generation, chat=chat, logprobs=want_logprobs)
+            return DisconnectAwareStream(
+                _stream_chunks(state, reply, include_usage=include_usage, echo=echo),
+                "text/event-stream",
             )
-            echo = prompt if params.boolean(body, "echo", False) and isinstance(prompt, str) else ""
+
+        async def start_and_collect() -> _Reply:
+            reply = _Reply(served, await start(), chat=chat, logprobs=want_logprobs)
+            await reply.collect(state)
+            return reply
+
         try:
-            generation = await served.start(gen_request)
-        except MullamaError as exc:
-            raise from_mullama_error(exc) from exc
+            done = await common.unless_disconnected(request.receive, start_and_collect)
+        except (ShuttingDown, MullamaError) as exc:
+            raise common.failure(exc) from exc
     except APIError as err:
         return openai_error_response(err)
-
-    reply = _Reply(served, generation, chat=chat, logprobs=want_logprobs)
-    if stream:
-        return DisconnectAwareStream(
-            _stream_chunks(state, reply, include_usage=include_usage, echo=echo),
-            "text/event-stream",
-        )
-    try:
-        await reply.collect(state)
-    except ShuttingDown as exc:
-        return openai_error_response(
-            APIError(503, str(exc), type="server_error", code="shutting_down")
-        )
-    except MullamaError as exc:
-        return openai_error_response(
-            APIError(500, f"generation failed: {exc}", type="server_error", code="internal_error")
-        )
-    return JSONResponse(reply.body(echo))
+    if done is None:  # the client left: nobody reads this
+        return Response(status_code=499)
+    return JSONResponse(done.body(echo))
 
 
 class _Reply:
@@ -313,7 +279,7 @@ class _Reply:
         self._completion_logprobs = CompletionLogprobs(served)
 
     def logprobs_of(self, event: Any) -> Any:
-        if not self.want_logprobs or not is_content_token(self.served, event):
+        if not self.want_logprobs or not common.is_content_token(self.served, event):
             return None
         if self.chat:
             return chat_logprob_entry(self.served, event)
@@ -321,16 +287,12 @@ class _Reply:
 
     async def events(self, state: ServerState) -> AsyncIterator[tuple[str, Any]]:
         """(text, logprobs) per event, counting tokens; raises ShuttingDown on drain."""
-        try:
-            async for event in self.generation:
-                state.check_running()
-                if is_content_token(self.served, event):
+        async with aclosing(common.events(state, self.generation)) as events:
+            async for event in events:
+                if common.is_content_token(self.served, event):
                     self.tokens += 1
-                    state.count_token()
                 self.parts.append(event.text)
                 yield event.text, self.logprobs_of(event)
-        finally:
-            await self.generation.aclose()
 
     async def collect(self, state: ServerState) -> None:
         async with aclosing(self.events(state)) as events:
@@ -340,7 +302,7 @@ class _Reply:
 
     @property
     def finish_reason(self) -> str:
-        return openai_finish_reason(self.generation.finish_reason)
+        return common.finish_reason(self.generation.finish_reason, "openai")
 
     def body(self, echo: str) -> dict[str, Any]:
         text = echo + "".join(self.parts)
@@ -416,14 +378,7 @@ async def _stream_chunks(
                 if text or logprobs is not None:
                     yield sse(reply.delta(text, logprobs, None, include_usage=include_usage))
     except (ShuttingDown, MullamaError) as exc:
-        err = (
-            APIError(503, str(exc), type="server_error", code="shutting_down")
-            if isinstance(exc, ShuttingDown)
-            else APIError(
-                500, f"generation failed: {exc}", type="server_error", code="internal_error"
-            )
-        )
-        yield sse(err.openai_body())
+        yield sse(common.failure(exc).openai_body())
         return
     yield sse(reply.delta("", None, reply.finish_reason, include_usage=include_usage))
     if include_usage:

@@ -10,8 +10,6 @@ from starlette.requests import Request
 
 from mullama.server.errors import APIError, bad_param
 
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
-
 
 async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
     """The request's JSON object; 413 past `max_bytes` (checked while reading, so a huge
@@ -26,18 +24,64 @@ async def read_json(request: Request, max_bytes: int) -> dict[str, Any]:
         if size > max_bytes:
             raise _too_large(max_bytes)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return parse_json_object(b"".join(chunks), "the request body")
+
+
+def parse_json_object(raw: bytes | str, what: str) -> dict[str, Any]:
+    """`raw` as a JSON object whose strings are all valid Unicode; APIError 400 otherwise
+    (`what` names the thing in the message: "the request body", "the message")."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise APIError(400, f"{what} is not UTF-8: {exc}", code="invalid_json") from exc
     if not raw.strip():
-        raise APIError(400, "the request body is empty: send a JSON object", code="invalid_json")
+        raise APIError(400, f"{what} is empty: send a JSON object", code="invalid_json")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise APIError(
-            400, f"the request body is not valid JSON: {exc}", code="invalid_json"
-        ) from exc
+    except RecursionError as exc:
+        # The C parser recurses per nesting level and stops cleanly at the recursion limit.
+        raise APIError(400, f"{what} nests too deeply", code="invalid_json") from exc
+    except ValueError as exc:
+        raise APIError(400, f"{what} is not valid JSON: {exc}", code="invalid_json") from exc
     if not isinstance(body, dict):
-        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+        raise APIError(400, f"{what} must be a JSON object", code="invalid_json")
+    field = _lone_surrogate(body)
+    if field is not None:
+        # JSON's \ud800 escape decodes to a lone surrogate, which is not text: it cannot be
+        # tokenized (nor encoded as UTF-8), so the request is refused before it reaches the model.
+        raise bad_param(
+            field.partition(".")[0].partition("[")[0],
+            f"'{field}' contains a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape): "
+            "send valid Unicode text",
+        )
     return body
+
+
+def _lone_surrogate(body: dict[str, Any]) -> str | None:
+    """The path (e.g. "messages[0].content") of the first string holding a lone surrogate."""
+    todo: list[tuple[str, Any]] = [("", body)]
+    while todo:
+        path, value = todo.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not _is_text(key):
+                    return f"{path}.<key>" if path else "<key>"
+                todo.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            todo.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _too_large(max_bytes: int) -> APIError:
@@ -71,8 +115,8 @@ def integer(body: dict[str, Any], key: str, lo: int, hi: int | None = None) -> i
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad_param(key, f"'{key}' must be an integer, got {value!r}")
     if value < lo or (hi is not None and value > hi):
-        limit = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise bad_param(key, f"'{key}' = {value} is outside {limit}")
+        limit = f"be in [{lo}, {hi}]" if hi is not None else f"be >= {lo}"
+        raise bad_param(key, f"'{key}' = {value}: must {limit}")
     return value
 
 

@@ -11,6 +11,8 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
+from mullama.server.defaults import DEFAULT_HOST, DEFAULT_LOG_LEVEL, DEFAULT_PORT
+
 GRACEFUL_SHUTDOWN_S = 10
 
 
@@ -30,6 +32,12 @@ class _DrainingServer(uvicorn.Server):
         else:
             self.should_exit = True
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn closes open WebSockets with 1012 at once, before any lifespan hook: each
+        # gets its "shutting down" event first, so every client learns why.
+        await self._app.state.mullama.close_websockets()
+        await super().shutdown(sockets)
+
 
 def _config(app: Starlette, host: str, port: int, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
@@ -44,7 +52,7 @@ def _config(app: Starlette, host: str, port: int, log_level: str) -> uvicorn.Con
     )
 
 
-def bind_socket(host: str = "127.0.0.1", port: int = 8080) -> socket.socket:
+def bind_socket(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     """A bound socket; raises OSError (e.g. address in use) before anything starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -59,9 +67,9 @@ def bind_socket(host: str = "127.0.0.1", port: int = 8080) -> socket.socket:
 
 def run_server(
     app: Starlette,
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    log_level: str = "info",
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    log_level: str = DEFAULT_LOG_LEVEL,
     sock: socket.socket | None = None,
 ) -> None:
     """Serves until SIGINT or SIGTERM, then ends open streams and returns."""

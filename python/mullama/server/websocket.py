@@ -9,7 +9,8 @@ Server -> client:
   {"type": "done", "id", "finish_reason", "stop_sequence", "usage", "stats"} at the end
   (finish_reason "cancelled" after a cancel),
   {"type": "error", "id", "error": {"message", "code"}} for a refused request.
-One generation runs at a time per connection; requests are answered in order.
+On shutdown every open connection gets an error event with code "shutting_down", then close
+code 1012. One generation runs at a time per connection; requests are answered in order.
 """
 
 from __future__ import annotations
@@ -22,14 +23,16 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mullama import MullamaError
+from mullama.server import common, params
 from mullama.server.auth import websocket_authorized
-from mullama.server.engine import Generation, GenerationRequest
-from mullama.server.errors import APIError, bad_param, from_mullama_error
-from mullama.server.openai import chat_messages, is_content_token, sampling_overrides
+from mullama.server.errors import APIError, bad_param
 from mullama.server.state import ServerState, ShuttingDown
 
-GOING_AWAY = 1001
 POLICY_VIOLATION = 1008
+SERVICE_RESTART = 1012
+"""The close code on shutdown (uvicorn's too, for connections it closes itself)."""
+GOODBYE_TIMEOUT_S = 5.0
+"""How long shutdown waits for a connection to send its last event and close."""
 
 
 async def endpoint(websocket: WebSocket) -> None:
@@ -39,10 +42,11 @@ async def endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     session = _Session(websocket, state)
+    state.websockets.add(session)
     try:
         await session.run()
-    except WebSocketDisconnect:
-        pass
+    finally:
+        state.websockets.discard(session)
 
 
 class _Session:
@@ -51,13 +55,55 @@ class _Session:
         self.state = state
         self.send_lock = anyio.Lock()
         self.running: anyio.CancelScope | None = None
+        self.running_id: Any = None
         self.cancelled = False
+        self.scope = anyio.CancelScope()
+        self.shutting_down = False
+        self.closed = anyio.Event()
+        self.gone = False
+        self.goodbye_id: Any = None
 
     async def send(self, message: dict[str, Any]) -> None:
+        """Sends `message`; if the client has gone, ends the session instead of raising (an
+        exception here would leave the task group as an ExceptionGroup, which the ASGI
+        server logs as an error)."""
         async with self.send_lock:
-            await self.ws.send_text(json.dumps(message, ensure_ascii=False))
+            if self.gone:
+                return
+            try:
+                await self.ws.send_text(json.dumps(message, ensure_ascii=False))
+            except WebSocketDisconnect:
+                self.gone = True
+                self.scope.cancel()
+
+    async def shut_down(self) -> None:
+        """Ends the connection for a server shutdown: its generation stops, it gets the
+        "shutting down" event, then close code 1012. Returns once that is done."""
+        self._end_for_shutdown()
+        with anyio.move_on_after(GOODBYE_TIMEOUT_S):
+            await self.closed.wait()
+
+    def _end_for_shutdown(self, request_id: Any = None) -> None:
+        if not self.shutting_down:
+            self.shutting_down = True
+            # The event names the request it ends (if one runs), as other error events do.
+            self.goodbye_id = self.running_id if request_id is None else request_id
+        self.scope.cancel()
 
     async def run(self) -> None:
+        try:
+            with self.scope:
+                await self._serve_requests()
+            if self.shutting_down and not self.gone:
+                with anyio.CancelScope(shield=True):
+                    err = APIError(503, "the server is shutting down", code="shutting_down")
+                    await self.send(_error(self.goodbye_id, err))
+                    if not self.gone:
+                        await self.ws.close(code=SERVICE_RESTART)
+        finally:
+            self.closed.set()
+
+    async def _serve_requests(self) -> None:
         send_requests, receive_requests = anyio.create_memory_object_stream[dict[str, Any]](16)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._read, send_requests, tg.cancel_scope)
@@ -65,8 +111,9 @@ class _Session:
                 async for request in receive_requests:
                     with anyio.CancelScope() as scope:
                         self.running, self.cancelled = scope, False
+                        self.running_id = request.get("id")
                         await self._serve(request)
-                    self.running = None
+                    self.running = self.running_id = None
             tg.cancel_scope.cancel()
 
     async def _read(self, requests: Any, everything: anyio.CancelScope) -> None:
@@ -91,18 +138,15 @@ class _Session:
     async def _serve(self, request: dict[str, Any]) -> None:
         request_id = request.get("id")
         try:
-            generation = await self.state.served.start(_generation_request(request))
+            generation = await common.start_generation(self.state.served, **_inputs(request))
         except APIError as err:
             await self.send(_error(request_id, err))
             return
-        except MullamaError as exc:
-            await self.send(_error(request_id, from_mullama_error(exc)))
-            return
         tokens = 0
         try:
-            async with aclosing(_token_events(self.state, generation)) as events:
+            async with aclosing(common.events(self.state, generation)) as events:
                 async for event in events:
-                    if is_content_token(self.state.served, event):
+                    if common.is_content_token(self.state.served, event):
                         tokens += 1
                     await self.send(
                         {
@@ -113,55 +157,38 @@ class _Session:
                             "logprob": event.logprob,
                         }
                     )
-        except ShuttingDown as exc:
-            await self.send(_error(request_id, APIError(503, str(exc), code="shutting_down")))
-            await self.ws.close(code=GOING_AWAY)
+        except ShuttingDown:
+            self._end_for_shutdown(request_id)  # run() sends the event and closes
             return
         except MullamaError as exc:
-            await self.send(
-                _error(
-                    request_id, APIError(500, f"generation failed: {exc}", code="internal_error")
-                )
-            )
+            await self.send(_error(request_id, common.failure(exc)))
             return
         finally:
             if self.cancelled:
                 with anyio.CancelScope(shield=True):
                     await self.send(_done(request_id, generation, tokens, "cancelled"))
         if not self.cancelled:
-            await self.send(_done(request_id, generation, tokens, generation.finish_reason))
-
-
-async def _token_events(state: ServerState, generation: Generation) -> Any:
-    try:
-        async for event in generation:
-            state.check_running()
-            yield event
-    finally:
-        await generation.aclose()
+            reason = common.finish_reason(generation.finish_reason, "websocket")
+            await self.send(_done(request_id, generation, tokens, reason))
 
 
 def _parse(message: dict[str, Any]) -> dict[str, Any]:
     raw = message.get("text")
-    if raw is None and message.get("bytes") is not None:
-        raw = message["bytes"].decode("utf-8", "replace")
-    try:
-        request = json.loads(raw or "")
-    except ValueError as exc:
-        raise APIError(400, f"the message is not valid JSON: {exc}", code="invalid_json") from exc
-    if not isinstance(request, dict):
-        raise APIError(400, "the message must be a JSON object", code="invalid_json")
-    return request
+    if raw is None:
+        raw = message.get("bytes") or b""
+    return params.parse_json_object(raw, "the message")
 
 
-def _generation_request(request: dict[str, Any]) -> GenerationRequest:
-    overrides = sampling_overrides(request, max_tokens_default=None)
+def _inputs(request: dict[str, Any]) -> dict[str, Any]:
+    """start_generation's arguments for a WebSocket request."""
+    overrides = common.sampling_overrides(request, temperature_max=2.0)
+    overrides["max_tokens"] = params.integer(request, "max_tokens", 1)
     if request.get("messages") is not None:
-        return GenerationRequest(messages=chat_messages(request), overrides=overrides)
+        return {"messages": common.chat_messages(request), "overrides": overrides}
     prompt = request.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise bad_param("prompt", "send a non-empty 'prompt' string or a 'messages' list")
-    return GenerationRequest(prompt=prompt, overrides=overrides)
+    return {"prompt": prompt, "overrides": overrides}
 
 
 def _error(request_id: Any, err: APIError) -> dict[str, Any]:
@@ -172,15 +199,13 @@ def _error(request_id: Any, err: APIError) -> dict[str, Any]:
     }
 
 
-def _done(
-    request_id: Any, generation: Generation, tokens: int, finish_reason: str | None
-) -> dict[str, Any]:
+def _done(request_id: Any, generation: Any, tokens: int, finish_reason: str) -> dict[str, Any]:
     last = generation.last
     prompt_tokens = len(generation.prompt_ids)
     return {
         "type": "done",
         "id": request_id,
-        "finish_reason": finish_reason or "stop",
+        "finish_reason": finish_reason,
         "stop_sequence": generation.stop_sequence,
         "usage": {
             "prompt_tokens": prompt_tokens,
