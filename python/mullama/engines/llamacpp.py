@@ -202,7 +202,9 @@ class LlamaCppEngine(Engine):
 
     `n_ctx`: KV cells shared by all sequences (default min(n_ctx_train, 8192)); one sequence
     may use all of them. `n_threads` decodes, `n_threads_batch` prefills (default: the same).
-    `flash_attn`: None lets llama.cpp choose."""
+    `flash_attn`: off by default, as in llama-cpp-python's `Llama`, whose greedy output this
+    engine then reproduces token for token (llama.cpp's "auto" turns it on for CPU and moves
+    logits by ~0.2); None lets llama.cpp choose."""
 
     name = "llama.cpp"
 
@@ -215,7 +217,7 @@ class LlamaCppEngine(Engine):
         n_threads: int = DEFAULT_N_THREADS,
         n_threads_batch: int | None = None,
         n_batch: int = DEFAULT_N_BATCH,
-        flash_attn: bool | None = None,
+        flash_attn: bool | None = False,
     ) -> None:
         for label, value in (("max_sequences", max_sequences), ("n_threads", n_threads)):
             if not isinstance(value, int) or value < 1:
