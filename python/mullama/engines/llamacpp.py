@@ -41,8 +41,11 @@ DEFAULT_N_CTX = 8192
 SmolLM2-135M's f16 keys and values are about 180 MiB."""
 
 DEFAULT_N_THREADS = 1
-"""Decode threads. llama.cpp's workers spin between graph nodes; on a 2-core host two of them
-leave nothing for the stream's own threads (see benchmarks/bench_engine_llamacpp.py)."""
+"""Decode and prefill threads. llama.cpp's workers spin between graph nodes; on a 2-core host
+shared with other work two of them starve each other and the stream's own threads. Measured
+with benchmarks/bench_engine_llamacpp.py (SmolLM2-135M Q4_1, load average ~3 from other
+tenants): 1 thread 62 tok/s, 41 tok/s beside a busy process; 2 threads 5.4 tok/s, and beside
+a busy process it did not finish 4x64 tokens in 5 minutes."""
 
 DEFAULT_N_BATCH = 512
 
