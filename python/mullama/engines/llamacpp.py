@@ -1,0 +1,630 @@
+"""The llama.cpp engine: llama-cpp-python's low-level API (llama_batch + llama_decode, logits
+by batch index, llama_memory_seq_rm, llama.cpp's sampler chain) behind the engine interface.
+
+It loads any GGUF llama.cpp supports and is fed token ids only: tokenization stays in the Rust
+core. All sequences live in one llama.cpp context with a unified KV pool (`kv_unified`): each
+sequence is a llama.cpp seq id, and the pool of `n_ctx` cells is shared by whichever sequences
+hold tokens, so memory follows the tokens cached, not `max_sequences * n_ctx`. One more seq id
+than `max_sequences` is kept back for `logits()`' scratch forward.
+
+Logprobs are the log-softmax of the logits after the repetition penalty and before top-k /
+top-p / min-p / temperature, the distribution the MLX engine reports too: the penalty is a
+separate llama.cpp sampler applied first, the rest of the chain picks the token.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mullama._core import ContextLengthError, GenerationError, ModelLoadError
+from mullama.engines.base import (
+    Engine,
+    EngineSequence,
+    SamplerSettings,
+    StepHandle,
+    StepOutput,
+    StepRequest,
+)
+
+INSTALL = "pip install 'mullama[llama]'"
+
+DEFAULT_N_CTX = 8192
+"""KV pool size when none is given (capped by the model's n_ctx_train): 8192 cells of
+SmolLM2-135M's f16 keys and values are about 180 MiB."""
+
+DEFAULT_N_THREADS = 1
+"""Decode and prefill threads. llama.cpp's workers spin between graph nodes; on a 2-core host
+shared with other work two of them starve each other and the stream's own threads. Measured
+with benchmarks/bench_engine_llamacpp.py (SmolLM2-135M Q4_1, load average ~3 from other
+tenants): 1 thread 62 tok/s, 41 tok/s beside a busy process; 2 threads 5.4 tok/s, and beside
+a busy process it did not finish 4x64 tokens in 5 minutes."""
+
+DEFAULT_N_BATCH = 512
+
+_GGML_LOG_WARN = 3
+_GGML_LOG_ERROR = 4
+
+_backend_lock = threading.Lock()
+_backend_ready = False
+_log_lines: deque[str] = deque(maxlen=16)
+"""llama.cpp's recent warnings and errors: quoted in load failures instead of printed."""
+_log_callback: Any = None  # kept alive: llama.cpp holds the raw function pointer
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"the llama.cpp engine needs llama-cpp-python; install it with: {INSTALL}"
+        ) from exc
+    return llama_cpp
+
+
+def _init_backend(lib: Any) -> None:
+    """Once per process: route llama.cpp's log into `_log_lines` and init the backend."""
+    global _backend_ready, _log_callback
+    with _backend_lock:
+        if _backend_ready:
+            return
+
+        def on_log(level: int, text: bytes | None, _user: Any) -> None:
+            if level in (_GGML_LOG_WARN, _GGML_LOG_ERROR) and text:
+                _log_lines.append(text.decode("utf-8", "replace").strip())
+
+        _log_callback = lib.llama_log_callback(on_log)
+        lib.llama_log_set(_log_callback, ctypes.c_void_p(0))
+        lib.llama_backend_init()
+        _backend_ready = True
+
+
+def _last_log() -> str:
+    return f" (llama.cpp: {_log_lines[-1]})" if _log_lines else ""
+
+
+def _peak_rss_bytes() -> int:
+    """The process's peak resident set (VmHWM): weights pages touched, KV pool, compute
+    buffers and everything else in the process. 0 where /proc is absent."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class _Done(StepHandle):
+    """llama_decode is synchronous: a step's outputs are ready when `step` returns."""
+
+    def __init__(self, outputs: list[StepOutput]) -> None:
+        self._outputs = outputs
+
+    def result(self) -> list[StepOutput]:
+        return self._outputs
+
+
+class _Sampler:
+    """One sequence's llama.cpp samplers: the repetition penalty (None when off) and the chain
+    that picks the token (None for greedy without penalty: a plain argmax, as llama.cpp's
+    greedy sampler picks the first maximum too)."""
+
+    def __init__(self, lib: Any, n_vocab: int, settings: SamplerSettings) -> None:
+        self._lib = lib
+        self.penalty = None
+        self.chain = None
+        if settings.repeat_penalty != 1.0:
+            self.penalty = lib.llama_sampler_init_penalties(
+                n_vocab, settings.repetition_context, settings.repeat_penalty, 0.0, 0.0
+            )
+        if settings.greedy and self.penalty is None:
+            return
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if settings.greedy:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+        else:
+            # llama.cpp's own order (common/sampling): top-k, top-p, min-p, temperature, dist.
+            if settings.top_k > 0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(settings.top_k))
+            if settings.top_p < 1.0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(settings.top_p, 1))
+            if settings.min_p > 0.0:
+                lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(settings.min_p, 1))
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(settings.temperature))
+            seed = lib.LLAMA_DEFAULT_SEED if settings.seed is None else settings.seed & 0xFFFFFFFF
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+        self.chain = chain
+
+    def accept(self, token: int) -> None:
+        if self.penalty is not None:
+            self._lib.llama_sampler_accept(self.penalty, token)
+        if self.chain is not None:
+            self._lib.llama_sampler_accept(self.chain, token)
+
+    def free(self) -> None:
+        for smpl in (self.penalty, self.chain):
+            if smpl is not None:
+                self._lib.llama_sampler_free(smpl)
+        self.penalty = self.chain = None
+
+
+class LlamaCppSequence(EngineSequence):
+    """One llama.cpp seq id in the engine's context, with its cached ids and samplers."""
+
+    def __init__(self, engine: LlamaCppEngine, seq_id: int, n_ctx: int) -> None:
+        self.n_ctx = n_ctx
+        self.seq_id = seq_id
+        self.engine = engine
+        self.ids: list[int] = []
+        self.pending: int | None = None
+        """The token the last step sampled: the next step feeds it unless given input_ids."""
+        self.sampler: _Sampler | None = None
+        self.closed = False
+
+    @property
+    def cached_ids(self) -> list[int]:
+        return list(self.ids)
+
+    def reuse_prefix(self, ids: Sequence[int]) -> list[int]:
+        ids = list(ids)
+        if not ids:
+            raise ValueError("reuse_prefix needs at least one token")
+        keep = 0
+        limit = min(len(self.ids), len(ids) - 1)  # the last id is always fed again
+        while keep < limit and self.ids[keep] == ids[keep]:
+            keep += 1
+        self.engine.truncate(self, keep)
+        return ids[keep:]
+
+    def trim(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"trim needs n >= 0, got {n}")
+        self.engine.truncate(self, max(len(self.ids) - n, 0))
+
+    def invalidate(self) -> None:
+        self.engine.truncate(self, 0)
+
+    def configure(self, settings: SamplerSettings, history: Sequence[int]) -> None:
+        self.engine.configure(self, settings, history)
+
+    def close(self) -> None:
+        self.engine.release(self)
+
+
+class LlamaCppEngine(Engine):
+    """A GGUF model in llama.cpp: one context, up to `max_sequences` sequences per step.
+
+    `n_ctx`: KV cells shared by all sequences (default min(n_ctx_train, 8192)); one sequence
+    may use all of them. `n_threads` decodes, `n_threads_batch` prefills (default: the same).
+    `flash_attn`: off by default, as in llama-cpp-python's `Llama`, whose greedy output this
+    engine then reproduces token for token (llama.cpp's "auto" turns it on for CPU and moves
+    logits by ~0.2); None lets llama.cpp choose."""
+
+    name = "llama.cpp"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        n_ctx: int | None = None,
+        max_sequences: int = 8,
+        n_threads: int = DEFAULT_N_THREADS,
+        n_threads_batch: int | None = None,
+        n_batch: int = DEFAULT_N_BATCH,
+        flash_attn: bool | None = False,
+    ) -> None:
+        for label, value in (("max_sequences", max_sequences), ("n_threads", n_threads)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive integer, got {value!r}")
+        if not isinstance(n_batch, int) or n_batch < max_sequences:
+            raise ValueError(f"n_batch must be an integer >= max_sequences, got {n_batch!r}")
+        lib = _import_llama_cpp()
+        self._lib = lib
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelLoadError(f"model not found: {self.path}")
+        _init_backend(lib)
+        self._model = None
+        self._ctx = None
+        self._samplers: list[_Sampler] = []
+        self._lock = threading.Lock()
+
+        _log_lines.clear()
+        self._model = lib.llama_model_load_from_file(
+            str(self.path).encode(), lib.llama_model_default_params()
+        )
+        if not self._model:
+            self._model = None
+            raise ModelLoadError(f"llama.cpp could not load {self.path}{_last_log()}")
+        vocab = lib.llama_model_get_vocab(self._model)
+        self._n_vocab = int(lib.llama_vocab_n_tokens(vocab))
+        self._n_ctx_train = int(lib.llama_model_n_ctx_train(self._model))
+
+        pool = n_ctx if n_ctx is not None else min(self._n_ctx_train, DEFAULT_N_CTX)
+        if not isinstance(pool, int) or pool < 1:
+            self.close()
+            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        params = lib.llama_context_default_params()
+        params.n_ctx = pool
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = max_sequences + 1  # + logits()' scratch sequence
+        params.kv_unified = True
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads_batch if n_threads_batch is not None else n_threads
+        params.no_perf = True
+        if flash_attn is not None:
+            params.flash_attn_type = (
+                lib.LLAMA_FLASH_ATTN_TYPE_ENABLED
+                if flash_attn
+                else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            )
+        self._ctx = lib.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            self._ctx = None
+            self.close()
+            raise ModelLoadError(
+                f"llama.cpp could not create a context for {self.path}{_last_log()}"
+            )
+        self._mem = lib.llama_get_memory(self._ctx)
+        self._n_ctx = int(lib.llama_n_ctx(self._ctx))
+        self._n_batch = n_batch
+        self._max_sequences = max_sequences
+        self._n_threads = n_threads
+        self._scratch_id = max_sequences
+        self._free_ids = list(range(max_sequences - 1, -1, -1))
+        self._live: dict[int, LlamaCppSequence] = {}
+        self._batch = _Batch(lib, n_batch)
+        # One candidates buffer for every sequence's sampling (steps run one at a time).
+        self._cand = np.zeros(
+            self._n_vocab, dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)]
+        )
+        self._vocab_ids = np.arange(self._n_vocab, dtype=np.int32)
+        self._cand_array = lib.llama_token_data_array(
+            data=self._cand.ctypes.data_as(lib.llama_token_data_p),
+            size=self._n_vocab,
+            selected=-1,
+            sorted=False,
+        )
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def n_ctx_train(self) -> int:
+        return self._n_ctx_train
+
+    @property
+    def n_vocab(self) -> int:
+        return self._n_vocab
+
+    @property
+    def n_ctx(self) -> int:
+        """KV cells in the pool all sequences share."""
+        return self._n_ctx
+
+    @property
+    def max_sequences(self) -> int:
+        return self._max_sequences
+
+    @property
+    def n_threads(self) -> int:
+        return self._n_threads
+
+    def _check_open(self) -> None:
+        if self._ctx is None:
+            raise GenerationError("the llama.cpp engine is closed")
+
+    def _check_sequence(self, seq: EngineSequence) -> LlamaCppSequence:
+        self._check_open()
+        if not isinstance(seq, LlamaCppSequence) or seq.engine is not self:
+            raise ValueError("the sequence does not belong to this llama.cpp engine")
+        if seq.closed:
+            raise ValueError("the sequence is closed")
+        return seq
+
+    # ------------------------------------------------------------ sequences
+
+    def new_sequence(self, n_ctx: int) -> LlamaCppSequence:
+        with self._lock:
+            self._check_open()
+            if not isinstance(n_ctx, int) or n_ctx < 1:
+                raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+            if n_ctx > self._n_ctx:
+                raise ContextLengthError(
+                    f"a sequence of n_ctx={n_ctx} does not fit the llama.cpp engine's KV pool "
+                    f"of {self._n_ctx} cells (load the engine with a larger n_ctx)"
+                )
+            if not self._free_ids:
+                raise GenerationError(
+                    f"all {self._max_sequences} llama.cpp sequences are in use "
+                    "(close one or load the engine with a larger max_sequences)"
+                )
+            seq = LlamaCppSequence(self, self._free_ids.pop(), n_ctx)
+            self._live[seq.seq_id] = seq
+            return seq
+
+    def truncate(self, seq: EngineSequence, keep: int) -> None:
+        """Keeps the first `keep` cached tokens of `seq` (the sequences' trim and reuse)."""
+        with self._lock:
+            seq = self._check_sequence(seq)
+            keep = max(0, min(keep, len(seq.ids)))
+            if keep < len(seq.ids) or keep == 0:
+                if not self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, keep, -1):
+                    # Only recurrent memories refuse a partial removal; start them over.
+                    self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+                    keep = 0
+                del seq.ids[keep:]
+            seq.pending = None
+
+    def configure(
+        self, seq: EngineSequence, settings: SamplerSettings, history: Sequence[int]
+    ) -> None:
+        with self._lock:
+            seq = self._check_sequence(seq)
+            sampler = _Sampler(self._lib, self._n_vocab, settings)
+            if sampler.penalty is not None:
+                for token in list(history)[-settings.repetition_context :]:
+                    self._lib.llama_sampler_accept(sampler.penalty, int(token))
+            self._drop_sampler(seq)
+            seq.sampler = sampler
+            self._samplers.append(sampler)
+
+    def _drop_sampler(self, seq: LlamaCppSequence) -> None:
+        if seq.sampler is not None:
+            seq.sampler.free()
+            self._samplers.remove(seq.sampler)
+            seq.sampler = None
+
+    def release(self, seq: EngineSequence) -> None:
+        """Frees `seq`'s KV cells, samplers and seq id (the sequences' close)."""
+        with self._lock:
+            if not isinstance(seq, LlamaCppSequence) or seq.engine is not self or seq.closed:
+                return
+            seq.closed = True
+            if self._ctx is None:
+                return
+            self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+            self._drop_sampler(seq)
+            del self._live[seq.seq_id]
+            self._free_ids.append(seq.seq_id)
+
+    # ------------------------------------------------------------ forward passes
+
+    def _cells_used(self) -> int:
+        return sum(len(s.ids) for s in self._live.values())
+
+    def _check_room(self, feeds: list[tuple[LlamaCppSequence, list[int]]]) -> None:
+        for seq, ids in feeds:
+            if len(seq.ids) + len(ids) > seq.n_ctx:
+                raise ContextLengthError(
+                    f"sequence {seq.seq_id} would hold {len(seq.ids) + len(ids)} tokens, "
+                    f"more than its n_ctx={seq.n_ctx}"
+                )
+        needed = self._cells_used() + sum(len(ids) for _, ids in feeds)
+        if needed > self._n_ctx:
+            raise ContextLengthError(
+                f"the llama.cpp KV pool of {self._n_ctx} cells is full ({needed} needed by "
+                f"{len(self._live)} sequences; close some or load with a larger n_ctx)"
+            )
+
+    def _decode(self, rows: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, seq id, position, wants logits) rows."""
+        batch = self._batch
+        batch.fill(rows)
+        rc = self._lib.llama_decode(self._ctx, batch.struct)
+        if rc != 0:
+            # llama.cpp removes what the failed batch wrote; make sure of it per sequence.
+            for seq_id in {r[1] for r in rows}:
+                seq = self._live.get(seq_id)
+                start = len(seq.ids) if seq is not None else 0
+                self._lib.llama_memory_seq_rm(self._mem, seq_id, start, -1)
+            meaning = {1: "no KV slot for the batch", 2: "aborted", -1: "invalid batch"}
+            raise GenerationError(
+                f"llama_decode failed with return code {rc}"
+                f" ({meaning.get(rc, 'compute error')}){_last_log()}"
+            )
+
+    def _feed(self, seq: LlamaCppSequence, ids: list[int]) -> None:
+        """Decodes `ids` into `seq` in n_batch chunks without logits."""
+        for start in range(0, len(ids), self._n_batch):
+            chunk = ids[start : start + self._n_batch]
+            pos = len(seq.ids)
+            self._decode([(t, seq.seq_id, pos + i, False) for i, t in enumerate(chunk)])
+            seq.ids.extend(chunk)
+
+    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+        with self._lock:
+            seq = self._check_sequence(sequence)
+            ids = [int(t) for t in ids]
+            if not ids:
+                return
+            self._check_room([(seq, ids)])
+            seq.pending = None
+            self._feed(seq, ids)
+
+    def step(self, requests: Sequence[StepRequest]) -> StepHandle:
+        with self._lock:
+            self._check_open()
+            feeds: list[tuple[LlamaCppSequence, list[int], int]] = []
+            seen: set[int] = set()
+            for req in requests:
+                seq = self._check_sequence(req.sequence)
+                if seq.seq_id in seen:
+                    raise ValueError(f"sequence {seq.seq_id} appears twice in one step")
+                seen.add(seq.seq_id)
+                if seq.sampler is None:
+                    raise ValueError("configure() the sequence before stepping it")
+                if req.input_ids is not None:
+                    ids = [int(t) for t in req.input_ids]
+                    if not ids:
+                        raise ValueError("a step's input_ids must not be empty")
+                elif seq.pending is not None:
+                    ids = [seq.pending]
+                else:
+                    raise ValueError("nothing to feed: give input_ids (no token is pending)")
+                feeds.append((seq, ids, max(0, int(req.top_logprobs))))
+            self._check_room([(s, ids) for s, ids, _ in feeds])
+
+            # When the inputs overflow one batch, all but their last tokens go in first
+            # without logits; then one batch advances every sequence together.
+            if sum(len(ids) for _, ids, _ in feeds) > self._n_batch:
+                for seq, ids, _ in feeds:
+                    self._feed(seq, ids[:-1])
+                feeds = [(seq, ids[-1:], top_n) for seq, ids, top_n in feeds]
+            rows: list[tuple[int, int, int, bool]] = []
+            out_index: list[int] = []
+            for seq, ids, _ in feeds:
+                seq.pending = None
+                pos = len(seq.ids)
+                last = len(ids) - 1
+                rows.extend((t, seq.seq_id, pos + i, i == last) for i, t in enumerate(ids))
+                out_index.append(len(rows) - 1)
+            self._decode(rows)
+            for seq, ids, _ in feeds:
+                seq.ids.extend(ids)
+
+            outputs = []
+            for (seq, _, top_n), index in zip(feeds, out_index, strict=True):
+                out = self._sample(seq, index, top_n)
+                seq.pending = out.token
+                outputs.append(out)
+            return _Done(outputs)
+
+    def _sample(self, seq: LlamaCppSequence, index: int, top_n: int) -> StepOutput:
+        lib = self._lib
+        sampler = seq.sampler
+        assert sampler is not None
+        raw = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, index), (self._n_vocab,))
+        if sampler.penalty is None and sampler.chain is None:
+            logits = raw
+            token = int(np.argmax(raw))
+        else:
+            cand = self._cand
+            cand["id"] = self._vocab_ids
+            cand["logit"] = raw
+            cand["p"] = 0.0
+            arr = self._cand_array
+            arr.size = self._n_vocab
+            arr.selected = -1
+            arr.sorted = False
+            if sampler.penalty is not None:
+                lib.llama_sampler_apply(sampler.penalty, ctypes.byref(arr))
+                logits = cand["logit"].copy()  # the chain below rewrites it in place
+            else:
+                logits = raw
+            if sampler.chain is None:
+                token = int(np.argmax(logits))
+            else:
+                lib.llama_sampler_apply(sampler.chain, ctypes.byref(arr))
+                if not 0 <= arr.selected < arr.size:
+                    raise GenerationError("llama.cpp's sampler chain selected no token")
+                token = int(cand["id"][arr.selected])
+        sampler.accept(token)
+        top_max = float(logits.max())
+        lse = top_max + float(np.log(np.exp(logits - top_max).sum()))
+        top = None
+        if top_n:
+            k = min(top_n, self._n_vocab)
+            idx = np.argpartition(-logits, k - 1)[:k]
+            idx = idx[np.argsort(-logits[idx], kind="stable")]
+            top = [(int(i), float(logits[i]) - lse) for i in idx]
+        return StepOutput(token=token, logprob=float(logits[token]) - lse, top_logprobs=top)
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        with self._lock:
+            self._check_open()
+            ids = [int(t) for t in ids]
+            if not ids:
+                return np.zeros((0, self._n_vocab), dtype=np.float32)
+            needed = self._cells_used() + len(ids)
+            if len(ids) > self._n_ctx or needed > self._n_ctx:
+                raise ContextLengthError(
+                    f"logits() of {len(ids)} tokens does not fit the llama.cpp KV pool of "
+                    f"{self._n_ctx} cells ({self._cells_used()} in use)"
+                )
+            out = np.empty((len(ids), self._n_vocab), dtype=np.float32)
+            scratch = self._scratch_id
+            try:
+                for start in range(0, len(ids), self._n_batch):
+                    chunk = ids[start : start + self._n_batch]
+                    self._decode([(t, scratch, start + i, True) for i, t in enumerate(chunk)])
+                    rows = np.ctypeslib.as_array(
+                        self._lib.llama_get_logits(self._ctx), (len(chunk), self._n_vocab)
+                    )
+                    out[start : start + len(chunk)] = rows
+            finally:
+                self._lib.llama_memory_seq_rm(self._mem, scratch, -1, -1)
+            return out
+
+    # ------------------------------------------------------------ lifecycle
+
+    def peak_memory(self) -> int:
+        """The process's peak resident set (VmHWM) in bytes: llama.cpp's weights, KV pool
+        and compute buffers live in the process, not in a device allocator that could tell."""
+        return _peak_rss_bytes()
+
+    def close(self) -> None:
+        with self._lock:
+            lib = self._lib
+            for seq in list(getattr(self, "_live", {}).values()):
+                seq.closed = True
+            for sampler in self._samplers:
+                sampler.free()
+            self._samplers = []
+            if self._ctx is not None:
+                lib.llama_free(self._ctx)
+                self._ctx = None
+            if self._model is not None:
+                lib.llama_model_free(self._model)
+                self._model = None
+
+    def __del__(self) -> None:
+        # A forgotten engine still frees its C memory; a half-built one may lack attributes.
+        if getattr(self, "_lock", None) is not None:
+            self.close()
+
+
+class _Batch:
+    """A llama_batch over numpy arrays this engine owns (filled with vector ops, never freed
+    through llama_batch_free), one seq id per token."""
+
+    def __init__(self, lib: Any, capacity: int) -> None:
+        self.capacity = capacity
+        self.token = np.zeros(capacity, dtype=np.int32)
+        self.pos = np.zeros(capacity, dtype=np.int32)
+        self.n_seq_id = np.ones(capacity, dtype=np.int32)
+        self.seq = np.zeros(capacity, dtype=np.int32)
+        self.want = np.zeros(capacity, dtype=np.int8)
+        i32p = ctypes.POINTER(ctypes.c_int32)
+        base = self.seq.ctypes.data
+        self._seq_ptrs = (i32p * capacity)(
+            *(ctypes.cast(base + 4 * i, i32p) for i in range(capacity))
+        )
+        self.struct = lib.llama_batch(
+            n_tokens=0,
+            token=self.token.ctypes.data_as(i32p),
+            embd=None,
+            pos=self.pos.ctypes.data_as(i32p),
+            n_seq_id=self.n_seq_id.ctypes.data_as(i32p),
+            seq_id=ctypes.cast(self._seq_ptrs, ctypes.POINTER(i32p)),
+            logits=self.want.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)),
+        )
+
+    def fill(self, rows: list[tuple[int, int, int, bool]]) -> None:
+        n = len(rows)
+        if n > self.capacity:
+            raise ValueError(f"{n} tokens do not fit a batch of {self.capacity}")
+        tokens, seqs, positions, wants = zip(*rows, strict=True)
+        self.token[:n] = tokens
+        self.seq[:n] = seqs
+        self.pos[:n] = positions
+        self.want[:n] = wants
+        self.struct.n_tokens = n
