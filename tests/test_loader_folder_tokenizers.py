@@ -13,7 +13,7 @@ pytest.importorskip("mlx_lm")
 
 from hf_families import write_family  # noqa: E402
 from mullama import Context, Model, StreamConfig  # noqa: E402
-from mullama.loader.tiny import TinyConfig, write_tiny_mlx_folder  # noqa: E402
+from mullama.testing.tiny_models import TinyConfig, write_tiny_mlx_folder  # noqa: E402
 
 GREEDY = StreamConfig(max_tokens=24, temperature=0.0, timeout_ms=0)
 SAMPLED = StreamConfig(max_tokens=24, temperature=1.5, top_k=0, top_p=1.0, seed=3, timeout_ms=0)

@@ -106,15 +106,16 @@ impl IncrementalDecoder {
 
     /// End of a stream: drops the start of a character whose remaining bytes never came (a
     /// reply cut by max_tokens in the middle of an emoji shows no U+FFFD) and returns how many
-    /// bytes it dropped, for the stream's statistics. A finished byte run is released first
-    /// (text, or one U+FFFD per byte where it holds an invalid byte).
+    /// bytes it dropped, for the stream's statistics. A byte run (byte-fallback tokens) that
+    /// is cut short is dropped whole; any other run is released as at any run's end.
     pub fn finish(&mut self, out: &mut String) -> usize {
         let mut dropped = 0;
         if let Err(error) = std::str::from_utf8(&self.run) {
             if error.error_len().is_none() {
-                // Only cut short: keep its complete characters, drop the unfinished one.
-                dropped = self.run.len() - error.valid_up_to();
-                self.run.truncate(error.valid_up_to());
+                // A byte run cut short: decode-all would show all of it as U+FFFD (it is
+                // invalid as a whole), so the stream drops all of it.
+                dropped = self.run.len();
+                self.run.clear();
             }
         }
         self.settle_run(out);
@@ -226,14 +227,14 @@ mod tests {
         let mut lossy = String::new();
         d.finish_lossy(&mut lossy);
         assert_eq!(out + &lossy, "日x\u{FFFD}\u{FFFD}G\u{FFFD}");
-        // A stream cut inside a run's last character drops that character only.
+        // A stream cut inside a run's last character drops the run.
         let mut d = IncrementalDecoder::new();
         let mut out = String::new();
         for b in "日本".as_bytes()[..4].iter() {
             d.push_run_byte(&[*b]);
         }
-        assert_eq!(d.finish(&mut out), 1);
-        assert_eq!(out, "日");
+        assert_eq!(d.finish(&mut out), 4);
+        assert_eq!(out, "");
     }
 
     #[test]
