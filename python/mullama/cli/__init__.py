@@ -16,7 +16,15 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         return report(exc, debug=False)
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits with 2 on bad usage, as argparse does
+    args, extras = parser.parse_known_args(argv)  # exits with 2 on bad usage, as argparse does
+    if extras:
+        # argparse takes a prompt's words only before the first flag after them; Ollama's
+        # habit `run MODEL --verbose "Say hi."` puts more words later: they are the prompt too.
+        words, literal = _split_at_dashes(extras)
+        if args.command == "run" and not any(w.startswith("-") and w != "-" for w in words):
+            args.prompt = [*args.prompt, *words, *literal]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     debug = getattr(args, "debug", False)
     try:
         return int(_dispatch(args, argv))
@@ -26,6 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         return report(exc, debug=debug)
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
         return report(exc, debug=debug)
+
+
+def _split_at_dashes(words: list[str]) -> tuple[list[str], list[str]]:
+    """(words before `--`, words after it)."""
+    if "--" not in words:
+        return words, []
+    at = words.index("--")
+    return words[:at], words[at + 1 :]
 
 
 def _dispatch(args, argv: list[str]) -> int:
