@@ -119,7 +119,7 @@ def test_the_builtin_model_answers_to_its_names_and_tags(name):
         ("", "empty model name"),
         ("  ", "empty model name"),
         ("smollm2:7b", "model 'smollm2:7b' has no tag '7b'; its tags: latest, 135m"),
-        ("llama9", r"model 'llama9' not found: .*\(known: smollm2"),
+        ("llama9", r"model not found: 'llama9' is not .*\(known: smollm2"),
     ],
 )
 def test_names_that_name_nothing_are_typed_errors(name, message):

@@ -144,7 +144,7 @@ def _unknown_message(text: str) -> str:
             return f"model {text!r} has no tag {tag!r}; its tags: {', '.join(entry.tags)}"
     known = ", ".join(n for entry in entries for n in [entry.name, *entry.full_names()[1:]])
     return (
-        f"model {text!r} not found: it is not a file or folder, nor a known model name "
+        f"model not found: {text!r} is not a file or folder, nor a known model name "
         f"(known: {known}; models directory: {models_dir()})"
     )
 
