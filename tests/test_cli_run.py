@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -214,18 +215,108 @@ def test_model_load_failure_of_a_corrupt_file(tmp_path):
 def test_timeout_exits_with_code_4(tiny):
     result = mullama("run", *tiny, *LONG_RAW, "--timeout", "300", "--max-tokens", "5000")
     assert result.returncode == 4, result.stderr
-    assert "timed out" in result.stderr
+    # Which deadline it was, and the flag that moves it.
+    assert "timed out after 300 ms" in result.stderr
+    assert "--timeout" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
 
 
 def test_no_default_deadline():
     """Without --timeout a reply may take as long as it needs (StreamConfig's 30 s default
-    would cut long replies on slow machines); --timeout sets one."""
-    from mullama.cli.parser import build_parser
-    from mullama.cli.run import make_config
+    would cut long replies on slow machines); --timeout sets one; --help says so."""
+    from mullama.cli.common import make_config
+    from mullama.cli.parser import CLI_TIMEOUT_MS, build_parser
 
+    assert CLI_TIMEOUT_MS == 0
     assert make_config(build_parser().parse_args(["run", "Hi"])).timeout_ms == 0
+    assert make_config(build_parser().parse_args(["chat"])).timeout_ms == 0
     assert make_config(build_parser().parse_args(["run", "--timeout", "50", "Hi"])).timeout_ms == 50
+    shown = " ".join(mullama("run", "--help").stdout.split())
+    assert "--timeout MS give up a reply after MS milliseconds (default 0: no limit)" in shown
+
+
+def test_first_word_naming_a_model_is_the_model(tiny, tiny_model_path, tmp_path):
+    """`mullama run MODEL PROMPT`, as `ollama run` has it: a file, or a name from the
+    models directory (with a tag), is the model; the rest is the prompt."""
+    greedy = ["-v", "--temperature", "0", "--max-tokens", "6"]
+    flagged = mullama("run", *tiny, *greedy, "Say hi.")
+    assert flagged.returncode == 0, flagged.stderr
+    as_word = mullama("run", str(tiny_model_path), *greedy, "Say", "hi.")
+    assert as_word.returncode == 0, as_word.stderr
+    assert "loaded tiny" in as_word.stderr
+    assert as_word.stdout == flagged.stdout
+    assert _stat(as_word.stderr, "prompt") == _stat(flagged.stderr, "prompt")
+
+    models_dir = tmp_path / "models"
+    models_dir.mkdir()
+    (models_dir / "mytiny.gguf").symlink_to(tiny_model_path)
+    by_name = mullama(
+        "run", "mytiny:latest", *greedy, "Say hi.", env={"MULLAMA_MODELS": str(models_dir)}
+    )
+    assert by_name.returncode == 0, by_name.stderr
+    assert "loaded mytiny" in by_name.stderr
+    assert by_name.stdout == flagged.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, model, prompt",
+    [
+        (["run", "Say hi."], None, ["Say hi."]),  # prose stays the prompt
+        (["run", "smollm2", "Say", "hi."], "smollm2", ["Say", "hi."]),
+        (["run", "smollm2:135m"], "smollm2:135m", []),  # a chat with that model
+        (["run", "--", "smollm2", "is", "small"], None, ["smollm2", "is", "small"]),
+        (["run", "-m", "x.gguf", "smollm2", "hi"], "x.gguf", ["smollm2", "hi"]),
+        (["run", "smollm2:nosuchtag", "hi"], None, ["smollm2:nosuchtag", "hi"]),
+        (["run", "-"], None, ["-"]),
+    ],
+)
+def test_which_first_words_are_models(argv, model, prompt):
+    from mullama.cli.parser import build_parser
+    from mullama.cli.run import take_model_word
+
+    args = build_parser().parse_args(argv)
+    take_model_word(args, argv)
+    assert (args.model, args.prompt) == (model, prompt)
+
+
+def test_prompt_flag_keeps_a_model_name_as_text(tiny, tiny_model_path):
+    greedy = ["-v", "--temperature", "0", "--max-tokens", "2", *tiny]
+    flagged = mullama("run", *greedy, "--prompt", str(tiny_model_path))
+    dashes = mullama("run", *greedy, "--", str(tiny_model_path))
+    assert flagged.returncode == dashes.returncode == 0, flagged.stderr + dashes.stderr
+    assert _stat(flagged.stderr, "prompt") == _stat(dashes.stderr, "prompt")
+    twice = mullama("run", *greedy, "--prompt", "a", "b")
+    assert twice.returncode == 2 and "twice" in twice.stderr
+
+
+def _run_bytes(args: list[str | bytes], stdin: bytes | None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [MULLAMA, *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, stdin, what",
+    [
+        (["run", b"\xff"], None, b"argument 2"),
+        (["run", "--system", b"caf\xe9", "Hi"], None, b"argument 3"),
+        (["run", "-"], b"caf\xe9 au lait", b"standard input"),
+        (["run"], b"\xff\xfe", b"standard input"),
+        (["chat"], b"Hi\n\xff\n", b"standard input"),
+    ],
+)
+def test_input_that_is_not_utf8_is_a_usage_error(tiny, args, stdin, what):
+    result = _run_bytes([*args, *tiny], stdin)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.decode().strip().splitlines()[-1:]
+    assert line.startswith("mullama: error: ") and "not valid UTF-8" in line
+    assert what in result.stderr
+    assert b"Traceback" not in result.stderr
 
 
 def test_debug_shows_the_traceback():
@@ -240,10 +331,13 @@ def test_sigint_exits_with_code_130(tiny):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
+        # A parent that ignores SIGINT (a background job of a non-interactive shell) would
+        # make the child ignore it too: the child gets Ctrl+C's default disposition itself.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout.read(1)  # generating
-        proc.send_signal(2)  # SIGINT, as Ctrl+C sends it
+        proc.send_signal(signal.SIGINT)  # as Ctrl+C sends it
         assert proc.wait(30) == 130
         stderr = proc.stderr.read().decode()
         assert "interrupted" in stderr

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import sys
 
-from mullama.cli.exit_codes import ExitCode, report
+from mullama.cli.common import check_argv_utf8
+from mullama.cli.exit_codes import ExitCode, UsageError, report
 from mullama.cli.parser import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        check_argv_utf8(argv)
+    except UsageError as exc:
+        return report(exc, debug=False)
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits with 2 on bad usage, as argparse does
+    args, extras = parser.parse_known_args(argv)  # exits with 2 on bad usage, as argparse does
+    if extras:
+        # argparse takes a prompt's words only before the first flag after them; Ollama's
+        # habit `run MODEL --verbose "Say hi."` puts more words later: they are the prompt too.
+        words, literal = _split_at_dashes(extras)
+        if args.command == "run" and not any(w.startswith("-") and w != "-" for w in words):
+            args.prompt = [*args.prompt, *words, *literal]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     debug = getattr(args, "debug", False)
     try:
-        return int(_dispatch(args))
+        return int(_dispatch(args, argv))
     except KeyboardInterrupt as exc:
         sys.stdout.flush()
         print(file=sys.stderr)
@@ -22,12 +36,24 @@ def main(argv: list[str] | None = None) -> int:
         return report(exc, debug=debug)
 
 
-def _dispatch(args) -> int:
-    if args.command == "run":
-        from mullama.cli.run import run
+def _split_at_dashes(words: list[str]) -> tuple[list[str], list[str]]:
+    """(words before `--`, words after it)."""
+    if "--" not in words:
+        return words, []
+    at = words.index("--")
+    return words[:at], words[at + 1 :]
 
-        return run(args)
-    if args.command == "chat":
+
+def _dispatch(args, argv: list[str]) -> int:
+    if args.command == "run":
+        from mullama.cli.run import read_prompt, run, take_model_word
+
+        take_model_word(args, argv)
+        prompt = read_prompt(args)
+        if prompt is not None:
+            return run(args, prompt)
+        # No prompt on a terminal: `mullama run` is `mullama chat` (the one place this is decided).
+    if args.command in ("run", "chat"):
         from mullama.cli.chat import chat
 
         return chat(args)

@@ -7,8 +7,10 @@ import sys
 from typing import Any
 
 from mullama import ConfigError, ContextLengthError, MullamaError, StreamTimeoutError
-from mullama.cli.exit_codes import ExitCode, describe
+from mullama.cli.common import load_model, make_config
+from mullama.cli.exit_codes import ExitCode, UsageError, describe
 from mullama.cli.output import TextOut, stats_line, status
+from mullama.cli.repl import LineReader
 
 HELP = """Commands:
   /set PARAM VALUE   change a setting: temperature, top_k, top_p, min_p, repeat_penalty,
@@ -17,7 +19,8 @@ HELP = """Commands:
   /set               show the settings
   /clear             forget the conversation
   /bye               leave (Ctrl+D too)
-Ctrl+C stops the current reply."""
+  \"\"\"                several lines: start and end a message with \"\"\"
+Up and Down recall earlier lines (kept across sessions); Ctrl+C stops the current reply."""
 
 SETTABLE = {
     "temperature": ("temperature", float),
@@ -125,18 +128,21 @@ class ChatSession:
 
 
 def chat(args: argparse.Namespace) -> int:
-    from mullama.cli.run import load_model, make_config
     from mullama.context import Context
 
     config = make_config(args)
     name, model = load_model(args)
     session = ChatSession(Context(model), config, args.system, TextOut(), args.verbose)
     interactive = sys.stdin.isatty()
+    reader = LineReader(interactive)
     if interactive:
-        status(f"chatting with {name}; /help for commands, /bye or Ctrl+D to leave")
+        status(
+            f'chatting with {name}; /help for commands, """ for several lines, /bye or Ctrl+D '
+            "to leave"
+        )
     while True:
         try:
-            line = input(">>> " if interactive else "")
+            text = reader.read()
         except EOFError:
             if interactive:
                 print(file=sys.stderr)
@@ -144,7 +150,11 @@ def chat(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print("\n(use /bye or Ctrl+D to leave)", file=sys.stderr)
             continue
-        text = line.strip()
+        except UsageError as exc:
+            if not interactive:
+                raise  # piped input that is not UTF-8: a one-line error and exit 2
+            status(f"error: {describe(exc)}")
+            continue
         if not text:
             continue
         if text.startswith("/"):

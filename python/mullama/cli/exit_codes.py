@@ -57,7 +57,11 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     if isinstance(exc, StreamTimeoutError):
-        return f"generation timed out: {exc}"
+        # The core says how long; say which deadline it was and how to move it.
+        return (
+            f"generation timed out: {exc} (the reply deadline set by --timeout MS, or "
+            "/set timeout MS in a chat; 0 = no limit)"
+        )
     if isinstance(exc, ContextLengthError) and hasattr(exc, "n_ctx"):
         # The library's message suggests API arguments; say it in flags.
         return (

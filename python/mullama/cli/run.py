@@ -6,52 +6,42 @@ import argparse
 import sys
 from typing import Any
 
-from mullama.cli import models
+from mullama.cli.common import load_model, make_config, read_stdin
 from mullama.cli.exit_codes import ExitCode, UsageError
-from mullama.cli.output import (
-    PROGRESS_INTERVAL_S,
-    TextOut,
-    loading_line,
-    progress_reporter,
-    stats_line,
-    status,
-)
-from mullama.cli.parser import config_overrides
+from mullama.cli.output import PROGRESS_INTERVAL_S, TextOut, progress_reporter, stats_line, status
+
+
+def take_model_word(args: argparse.Namespace, argv: list[str]) -> None:
+    """`mullama run MODEL PROMPT...` as Ollama has it: a first word that names a model
+    becomes --model, unless --model is given or the word comes after `--`."""
+    words = args.prompt
+    after_dashes = len(argv) - argv.index("--") - 1 if "--" in argv else 0
+    if args.model is None and len(words) > after_dashes and words[0] != "-":
+        from mullama.loader.names import names_a_model
+
+        if names_a_model(words[0]):
+            args.model, args.prompt = words[0], words[1:]
 
 
 def read_prompt(args: argparse.Namespace) -> str | None:
     """The prompt text; None means: start an interactive chat."""
     words = args.prompt
+    if args.prompt_text is not None:
+        if words:
+            raise UsageError(
+                f"the prompt is given twice: as --prompt and as words ({' '.join(words)!r})"
+            )
+        return args.prompt_text
     if words == ["-"]:
-        return sys.stdin.read()
+        return read_stdin()
     if words:
         return " ".join(words)
     if sys.stdin.isatty():
         return None
-    return sys.stdin.read()
+    return read_stdin()
 
 
-def load_model(args: argparse.Namespace) -> tuple[str, Any]:
-    from mullama.model import Model  # imports MLX: not needed for --help or usage errors
-
-    name, path = models.resolve(args.model)
-    with loading_line(name, verbose=getattr(args, "verbose", False)):
-        return name, Model.load(path)
-
-
-def make_config(args: argparse.Namespace) -> Any:
-    from mullama import StreamConfig
-
-    # No deadline unless --timeout: a long reply on a slow machine is not an error.
-    return StreamConfig(**{"timeout_ms": 0, **config_overrides(args)})
-
-
-def run(args: argparse.Namespace) -> int:
-    prompt = read_prompt(args)
-    if prompt is None:
-        from mullama.cli.chat import chat
-
-        return chat(args)
+def run(args: argparse.Namespace, prompt: str) -> int:
     if not prompt.strip():
         raise UsageError("the prompt is empty")
     config = make_config(args)  # bad flag values fail before the model loads

@@ -6,12 +6,12 @@ import argparse
 import ipaddress
 import os
 
+from mullama.cli.common import load_model
 from mullama.cli.exit_codes import ExitCode, UsageError
 from mullama.cli.output import status
 
 
 def serve(args: argparse.Namespace) -> int:
-    from mullama.cli.run import load_model
     from mullama.server import ServedModel, create_app
     from mullama.server.runner import bind_socket, run_server
 

@@ -1,25 +1,34 @@
 """Model loading: GGUF files and MLX safetensors folders -> mlx-lm models.
 
-load_model(path_or_name)   # dispatch: None/"smollm2", a .gguf file, or a folder
+load_model(path_or_name)   # dispatch: None, a name (names.py), a .gguf file, or a folder
 load_gguf(path)            # GGUF (llama, qwen2, qwen3, gemma3)
 load_mlx_folder(path)      # config.json + *.safetensors, any mlx-lm architecture
+resolve_model(name)        # a name, file or folder -> the path to load (names.py)
+
+The names are imported on first use: resolving a name (`mullama list`, the CLI's argument
+checks) must not wait for MLX and mlx-lm to import.
 """
 
-from mullama.loader.default_model import (
-    default_model_path,
-    load_model,
-    resolve_model,
-)
-from mullama.loader.gguf_loader import SUPPORTED_ARCHITECTURES, load_gguf
-from mullama.loader.loaded_model import LoadedModel
-from mullama.loader.safetensors_loader import load_mlx_folder
+from __future__ import annotations
 
-__all__ = [
-    "SUPPORTED_ARCHITECTURES",
-    "LoadedModel",
-    "default_model_path",
-    "load_gguf",
-    "load_mlx_folder",
-    "load_model",
-    "resolve_model",
-]
+import importlib
+from typing import Any
+
+_HOMES = {
+    "SUPPORTED_ARCHITECTURES": "gguf_loader",
+    "LoadedModel": "loaded_model",
+    "default_model_path": "default_model",
+    "load_gguf": "gguf_loader",
+    "load_mlx_folder": "safetensors_loader",
+    "load_model": "load",
+    "resolve_model": "names",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'mullama.loader' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"mullama.loader.{home}"), name)
