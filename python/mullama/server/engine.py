@@ -19,6 +19,7 @@ import anyio
 import anyio.to_thread
 
 from mullama import StreamTimeoutError
+from mullama.loader.names import same_model
 from mullama.request import GenerationRequest
 from mullama.server.defaults import (
     DEFAULT_MAX_CONCURRENT,
@@ -30,18 +31,6 @@ if TYPE_CHECKING:
     from mullama.context import Context
     from mullama.model import Model
     from mullama.producer import GenerationJob
-
-
-def model_name_matches(requested: str, names: set[str]) -> bool:
-    """Whether a request's `model` names the served model: one of `names`, with or without an
-    Ollama-style `:tag` (`smollm2`, `smollm2:latest`, `smollm2:135m`).
-
-    The server's one lookup of model names; the shared resolver (library, CLI) replaces it."""
-    if requested in names:
-        return True
-    base, colon, tag = requested.rpartition(":")
-    # A ':' followed by a path separator is part of a path (C:\models), not a tag.
-    return bool(colon and base and tag and "/" not in tag and "\\" not in tag) and base in names
 
 
 class Generation:
@@ -137,7 +126,6 @@ class ServedModel:
         self.default_max_tokens = default_max_tokens
         self.timeout_ms = timeout_ms
         self.created = int(Path(model.path).stat().st_mtime) if Path(model.path).exists() else 0
-        self._aliases = {name, str(model.path), Path(model.path).name, Path(model.path).stem}
         self._idle: list[Context] = []
         self._pool_lock = threading.Lock()
         self._slots = anyio.Semaphore(max_concurrent)
@@ -153,7 +141,7 @@ class ServedModel:
 
     def matches(self, requested: str | None) -> bool:
         """Whether a request's `model` names this model (no name: the served one)."""
-        return not requested or model_name_matches(requested, self._aliases)
+        return same_model(requested, self.name, self.model.path)
 
     async def start(
         self, request: GenerationRequest, *, n_ctx: int | None = None, default_length: bool = False
