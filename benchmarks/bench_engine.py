@@ -437,6 +437,7 @@ def profile_forward(args: argparse.Namespace, model: Any, prompt: list[int]) -> 
     pass evaluated on its own (mx.eval after every piece), summed by kind over the layers."""
     from mlx_lm.models.activations import swiglu
     from mlx_lm.models.base import create_attention_mask
+    from mlx_lm.models.cache import make_prompt_cache
 
     lm = model.mlx_model
     inner = lm.model
@@ -547,7 +548,7 @@ def profile_forward(args: argparse.Namespace, model: Any, prompt: list[int]) -> 
         return time.perf_counter() - t0, time.process_time() - c0, t1 - t0
 
     # Decode: the prompt in the cache, then one token at a time (each timing appends one).
-    cache = model._loaded.make_cache()
+    cache = make_prompt_cache(model.mlx_model)
     mx.eval(lm(mx.array(prompt)[None], cache=cache))
     token = mx.array([[prompt[-1]]])
     pieces(token, cache)  # warm-up: compiled activations, allocator
@@ -565,8 +566,8 @@ def profile_forward(args: argparse.Namespace, model: Any, prompt: list[int]) -> 
     x = mx.array(prompt)[None]
     runs, fused = [], []
     for _ in range(args.profile_prefills):
-        runs.append(pieces(x, model._loaded.make_cache()))
-        fused.append(fused_pass(x, model._loaded.make_cache()))
+        runs.append(pieces(x, make_prompt_cache(model.mlx_model)))
+        fused.append(fused_pass(x, make_prompt_cache(model.mlx_model)))
     report(
         f"prefill profile ({len(prompt)} tokens), median of {args.profile_prefills}", runs, fused
     )

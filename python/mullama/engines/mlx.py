@@ -102,6 +102,16 @@ class MlxSequence(EngineSequence):
             mx.random.seed(settings.seed)
 
     # -- used by the engine ----------------------------------------------------------------
+    def _prefill(self, fed: list[int]) -> None:
+        if not fed:
+            return
+        self._settle()
+        self._engine.model(mx.array(fed)[None], cache=self._cache)
+        mx.eval([c.state for c in self._cache])
+        self._ids.extend(fed)
+        if self._processors:
+            self._remember(mx.array(fed))
+
     def _remember(self, fed: mx.array) -> None:
         context = self._settings.repetition_context
         self._window = mx.concatenate([self._window, fed.astype(mx.int32)])[-context:]
@@ -205,16 +215,8 @@ class MlxEngine(Engine):
         return MlxSequence(self, n_ctx)
 
     def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
-        seq = _own(sequence)
-        fed = [int(i) for i in ids]
-        if not fed:
-            return
         with mx.stream(_generation_stream):
-            seq.cached_ids  # noqa: B018 - settles pending tokens before extending
-            self.model(mx.array(fed)[None], cache=seq._cache)
-            mx.eval([c.state for c in seq._cache])
-        seq._ids.extend(fed)
-        seq._remember(mx.array(fed))
+            _own(sequence)._prefill([int(i) for i in ids])
 
     def step(self, requests: Sequence[StepRequest]) -> StepHandle:
         with mx.stream(_generation_stream):
