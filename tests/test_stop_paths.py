@@ -113,3 +113,43 @@ def test_the_cut_rule_holds_when_a_stream_is_stopped_from_another_thread(default
     threading.Thread(target=stream.close).start()
     texts = [first.text] + [event.text for event in stream]
     assert all("\ufffd" not in text for text in texts)
+
+
+def test_ctrl_c_stops_mullama_run_while_it_reads_a_long_prompt(default_model) -> None:
+    import selectors
+    import signal
+    import subprocess
+
+    words = " ".join(["the quick brown fox jumps over the lazy dog"] * 340)  # ~3000 words
+    child = subprocess.Popen(
+        ["mullama", "run", "--raw", "--verbose", "--max-tokens", "4", words],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        # A parent that ignores SIGINT (a background job) would make the child ignore it too.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(child.stderr, selectors.EVENT_READ)
+        deadline = time.monotonic() + 120
+        seen = ""
+        # A progress line with no token yet: the model is reading the prompt.
+        while "progress: 0 tokens" not in seen:
+            assert time.monotonic() < deadline, f"no prefill progress seen: {seen!r}"
+            if selector.select(timeout=1.0):
+                line = child.stderr.readline()
+                assert line, f"mullama run ended early: {seen!r}"
+                seen += line
+        sent_at = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        code = child.wait(timeout=30)
+        took = time.monotonic() - sent_at
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert code == 130
+    # The compute stops within the prompt-stop budget; the rest is the interpreter's exit.
+    assert took < PROMPT_STOP_BUDGET_S + 0.5, f"exited {took:.2f} s after Ctrl+C"

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from mullama import StreamConfig
 from mullama.testing import stream_from_pieces
+from text_rules import lossy_without_unfinished_tail, unfinished_tail_len
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,4 +79,8 @@ def test_streamed_text_equals_the_cut_reference_and_prefixes_are_final(case):
 def test_invalid_utf8_is_replaced_exactly_like_a_whole_decode(data, cuts):
     pieces = split_bytes(data, cuts)
     stream = stream_from_pieces(pieces, StreamConfig(max_tokens=10_000))
-    assert "".join(t.text for t in stream) == data.decode("utf-8", errors="replace")
+    shown = "".join(t.text for t in stream)
+    # Invalid bytes become U+FFFD where a whole decode puts them; an unfinished last character
+    # is dropped and counted.
+    assert shown == lossy_without_unfinished_tail(data)
+    assert stream.stats["incomplete_bytes_dropped"] == unfinished_tail_len(data)

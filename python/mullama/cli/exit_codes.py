@@ -57,10 +57,10 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted"
     if isinstance(exc, StreamTimeoutError):
-        # The core says how long; say which deadline it was and how to move it.
+        # The library's message suggests the API field; say it in flags.
         return (
-            f"generation timed out: {exc} (the reply deadline set by --timeout MS, or "
-            "/set timeout MS in a chat; 0 = no limit)"
+            f"generation timed out after {exc.timeout_ms} ms: the reply deadline set by "
+            "--timeout MS (or /set timeout MS in a chat; 0 = no limit)"
         )
     if isinstance(exc, ContextLengthError) and hasattr(exc, "n_ctx"):
         # The library's message suggests API arguments; say it in flags.
