@@ -49,12 +49,17 @@ def test_break_drops_the_stream_and_the_producers_next_push_returns_false():
 
 
 def test_break_out_of_a_rust_producer_stream_stops_its_thread():
+    # Threads left by earlier tests (pools winding down) may exit meanwhile, never start: the
+    # count after is at most the count before, and one less than while the producer ran.
     before = os_thread_count()
     for token in stream_from_pieces([b"a"] * 10_000, StreamConfig(max_tokens=10_000)):
         assert token.text == "a"
+        running = os_thread_count()
         break
     # Dropping the stream joins its producer thread.
-    assert os_thread_count() == before
+    after = os_thread_count()
+    assert after <= before
+    assert after < running
 
 
 def test_a_delayed_producer_thread_wakes_from_its_sleep_on_close():
