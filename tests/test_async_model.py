@@ -31,7 +31,6 @@ from mullama.producer import running_jobs
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
 
-HEARTBEAT_MAX_LATENESS_S = 0.020
 PROMPTS = [
     "The capital of France is",
     "List three fruits:",
@@ -152,13 +151,9 @@ async def test_heartbeat_keeps_ticking_while_the_model_generates(model: Model, w
         async for _ in amodel.generate_stream(LONG, temperature=0.0, max_tokens=max_tokens):
             received += 1
 
-    worst, _ = await heartbeat_lateness(consume)
-    if worst > HEARTBEAT_MAX_LATENESS_S:
-        # One more measurement filters a burst of load from other processes on a small
-        # machine; an event loop that really blocks is late in both runs.
-        worst, _ = await heartbeat_lateness(consume)
+    heartbeat = await heartbeat_lateness(consume)
     assert received >= max_tokens
-    assert worst <= HEARTBEAT_MAX_LATENESS_S, f"heartbeat {worst * 1e3:.1f} ms late"
+    heartbeat.check(min_ticks=3)
 
 
 # -- backpressure --------------------------------------------------------------------------

@@ -19,8 +19,6 @@ from mullama.testing import astream_from_pieces, stream_from_pieces
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
-HEARTBEAT_MAX_LATENESS_S = 0.020
-
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
@@ -116,10 +114,9 @@ async def test_heartbeat_keeps_ticking_while_a_stream_runs(delay_s: float):
         async for _ in astream_from_pieces(words(n), StreamConfig(max_tokens=n), delay_s):
             received += 1
 
-    worst, ticks = await heartbeat_lateness(consume)
+    heartbeat = await heartbeat_lateness(consume)
     assert received == n
-    assert ticks >= 10
-    assert worst <= HEARTBEAT_MAX_LATENESS_S, f"heartbeat {worst * 1e3:.1f} ms late"
+    heartbeat.check()
 
 
 # -- backpressure --------------------------------------------------------------------------
