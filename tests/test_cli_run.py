@@ -46,8 +46,9 @@ def mullama(
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_model_path: Path) -> list[str]:
-    return ["--model", str(tiny_model_path)]
+def tiny(tiny_model_path: Path, engine_name: str) -> list[str]:
+    """The tiny model's flags, on each engine in turn."""
+    return ["--model", str(tiny_model_path), "--engine", engine_name]
 
 
 def _stats_line(stderr: str) -> str:
