@@ -213,7 +213,8 @@ class LlamaCppEngine(Engine):
     sequence outside the current step is evicted, and an evicted sequence's cached tokens are
     fed again when it is next used: eviction costs time, never correctness.
 
-    `n_ctx`: KV cells of each sequence (default min(n_ctx_train, 4096)). `n_threads` decodes, `n_threads_batch` prefills (default: the same).
+    `n_ctx`: KV cells of each sequence (default min(n_ctx_train, 4096)). `n_threads` decodes,
+    `n_threads_batch` prefills (default: the same).
     `flash_attn`: off by default, as in llama-cpp-python's `Llama`, whose greedy output this
     engine then reproduces token for token (llama.cpp's "auto" turns it on for CPU and moves
     logits by ~0.2); None lets llama.cpp choose."""
