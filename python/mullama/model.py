@@ -57,9 +57,10 @@ class Model:
 
         `engine`: "auto" (the default, or $MULLAMA_ENGINE): MLX where it has a GPU, llama.cpp
         on CPU-only hosts where it is installed, else MLX on the CPU; or "mlx" / "llama.cpp".
-        `n_ctx`: the most tokens a Context may hold (llama.cpp: the KV pool all contexts
-        share; default min(n_ctx_train, 8192)). Raises ModelLoadError naming the problem
-        (for an engine that is not installed, with the command that installs it)."""
+        `n_ctx`: the most tokens a Context may hold (default: the model's n_ctx_train; on
+        llama.cpp min(n_ctx_train, 4096), the KV cells it allocates per resident Context).
+        Raises ModelLoadError naming the problem (for an engine that is not installed, with
+        the command that installs it)."""
         from mullama import loader
         from mullama.engines.choice import choose_engine
 
