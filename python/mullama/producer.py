@@ -220,8 +220,10 @@ class GenerationJob:
             pending = ahead
 
     def _prefill(self, ids: list[int]) -> bool:
-        """Feeds `ids` in chunks of about PREFILL_CHUNK_S; False if told to stop meanwhile."""
-        chunk = PREFILL_FIRST_CHUNK
+        """Feeds `ids` in chunks of about PREFILL_CHUNK_S (or the engine's fixed chunk);
+        False if told to stop meanwhile."""
+        fixed = self.engine.prefill_chunk
+        chunk = fixed or PREFILL_FIRST_CHUNK
         done = 0
         while done < len(ids):
             if self._should_stop():
@@ -232,6 +234,7 @@ class GenerationJob:
                 self.engine.prefill(self.sequence, part)
                 took = time.perf_counter() - started
             done += len(part)
-            rate = len(part) / max(took, 1e-6)
-            chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
+            if not fixed:
+                rate = len(part) / max(took, 1e-6)
+                chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
         return not self._should_stop()

@@ -134,6 +134,11 @@ class Engine(ABC):
     A synchronous engine's token is handed out first, so the consumer never waits for the
     step after it."""
 
+    prefill_chunk: int | None = None
+    """A fixed prompt chunk length, for engines whose numerics depend on how a prompt is
+    split (llama.cpp's kernels differ by batch size: chunks sized by the clock made greedy
+    text differ from run to run). None: the producer sizes chunks by time."""
+
     reason: str = ""
     """Why this engine runs the model (set by `Model.load`'s choice, e.g. "auto: no GPU for
     MLX; llama.cpp is faster on CPU")."""

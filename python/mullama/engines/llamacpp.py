@@ -220,6 +220,9 @@ class LlamaCppEngine(Engine):
     logits by ~0.2); None lets llama.cpp choose."""
 
     name = "llama.cpp"
+    prefill_chunk = 64
+    """Tokens per prompt chunk (stop and deadlines are checked between chunks): small enough
+    to stop a prompt read soon, large enough for llama.cpp's batched matmuls."""
 
     def __init__(
         self,
