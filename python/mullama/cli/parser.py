@@ -47,6 +47,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "(default: the built-in smollm2)",
     )
     _add_engine(parser)
+    parser.add_argument(
+        "--ctx-size",
+        "-c",
+        type=int,
+        metavar="N",
+        help="most tokens of a conversation (default: the model's training context; "
+        "llama.cpp: at most 4096, as its caches are allocated up front)",
+    )
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
 
 
@@ -178,12 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key",
         metavar="KEY",
         help="require 'Authorization: Bearer KEY' (or set MULLAMA_API_KEY)",
-    )
-    serve.add_argument(
-        "--ctx-size",
-        type=int,
-        metavar="N",
-        help="context length per request (default: the model's)",
     )
     serve.add_argument(
         "--max-concurrent",
