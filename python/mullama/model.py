@@ -7,13 +7,16 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mullama._core import ModelLoadError, Tokenizer, TokenizerError
 from mullama._fairlock import FairLock
 from mullama.chat import Message, render_chat
+
+if TYPE_CHECKING:
+    from mullama.remote import RemoteModel
 
 
 class Model:
@@ -57,6 +60,15 @@ class Model:
             template = tokenizer.chat_template
             specials = {}
         return cls(loaded, tokenizer, template, specials)
+
+    @staticmethod
+    def connect(url: str, *, model: str, api_key: str | None = None, **options: Any) -> RemoteModel:
+        """A model on an OpenAI-compatible (http(s)://host/v1) or Ollama (ollama://host:port,
+        http://host:port/api) server, with a Context's generate_stream / generate / chat
+        (see mullama.remote)."""
+        from mullama.remote import connect
+
+        return connect(url, model=model, api_key=api_key, **options)
 
     # -- what the model is ---------------------------------------------------------------
     @property
