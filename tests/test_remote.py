@@ -271,6 +271,14 @@ def test_the_deadline_ends_a_stalled_reply_and_closes_the_request():
         assert server.disconnected.wait(10)
 
 
+def test_the_deadline_bounds_the_wait_for_the_servers_answer():
+    with ScriptedServer(answer_after_s=30) as server:
+        started = time.monotonic()
+        with pytest.raises(StreamTimeoutError, match="had not answered"):
+            remote_for(server).generate_stream(messages=HI, timeout_ms=300)
+        assert time.monotonic() - started < 20  # the deadline, not the server's 30 s
+
+
 def test_a_stop_closes_the_request_at_once():
     with ScriptedServer(["go ", "STOP", " more"], endless=True) as server:
         result = remote_for(server).generate(messages=HI, stop_sequences=["STOP"], timeout_ms=0)
@@ -342,3 +350,31 @@ def test_mullama_serve_refusals_are_typed(server_factory):
     for path in ("/v1", "/api"):
         with pytest.raises(RemoteModelNotFoundError):
             Model.connect(served.url + path, model="absent", api_key="k").generate(messages=HI)
+
+
+# -- async ---------------------------------------------------------------------------------------
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.mark.anyio
+async def test_the_async_twin_streams_refuses_and_cancels():
+    from mullama import AsyncModel
+
+    with ScriptedServer(["as", "ync ", "E", "ND"]) as server:
+        remote = AsyncModel.connect(server.url + "/v1", model="scripted")
+        stream = remote.generate_stream(messages=HI, stop_sequences=["END"])
+        assert "".join([event.text async for event in stream]) == "async "
+        assert stream.finish_reason == "stop" and stream.stop_sequence == "END"
+        result = await remote.chat(HI, max_tokens=2)
+        assert (result.text, result.finish_reason) == ("async ", "length")
+        absent = AsyncModel.connect(server.url + "/v1", model="absent")
+        with pytest.raises(RemoteModelNotFoundError):
+            await absent.generate(messages=HI)
+    with ScriptedServer(["first "], stall_after=1) as server:
+        remote = AsyncModel.connect(server.url + "/api", model="scripted")
+        stream = remote.generate_stream(messages=HI, timeout_ms=0)
+        async with stream:
+            assert (await stream.__anext__()).text == "first "
+        assert server.disconnected.wait(10), "aclose did not close the request"

@@ -39,7 +39,8 @@ class ScriptedServer:
     - `endless`: repeat the deltas until the client leaves; `stall_after`: after this many
       deltas send nothing more and hold the connection open until the client leaves.
     - `finish_reason`, `usage`: how the reply ends; `api_key`: require this bearer key.
-    - `delay_s`: pause before each delta.
+    - `delay_s`: pause before each delta; `answer_after_s`: pause before the answer's head
+      (a server busy before it answers).
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class ScriptedServer:
         api_key: str | None = None,
         model: str = "scripted",
         delay_s: float = 0.0,
+        answer_after_s: float = 0.0,
     ) -> None:
         self.deltas = list(deltas)
         self.awkward = awkward
@@ -74,6 +76,7 @@ class ScriptedServer:
         self.api_key = api_key
         self.model = model
         self.delay_s = delay_s
+        self.answer_after_s = answer_after_s
         self.requests: list[tuple[str, dict[str, Any]]] = []
         """(path, JSON body) of every request received."""
         self.bytes_sent = 0
@@ -186,6 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "streaming is not supported by this server", ollama)
             return
         chat = path.endswith("chat") or path.endswith("chat/completions")
+        if script.answer_after_s and script._stopping.wait(script.answer_after_s):
+            return
         try:
             if not stream:
                 self._whole(ollama, chat)
