@@ -13,7 +13,8 @@ import pytest
 from mullama.ledger import Ledger
 from mullama.testing.scripted_server import ScriptedServer
 
-pytestmark = pytest.mark.timeout(120)
+pytest_plugins = ["server_fixtures"]
+pytestmark = pytest.mark.timeout(240)
 
 MULLAMA = str(Path(sys.executable).with_name("mullama"))
 
@@ -88,3 +89,28 @@ def test_chat_with_a_ledger_resumes_from_the_file(server, tmp_path):
     other = mullama(*common, "--conversation", "other", stdin="/clear\nThree\n")
     assert other.returncode == 0, other.stderr
     assert [m["content"] for m in server.requests[-1][1]["messages"]] == ["Three"]
+
+
+def test_run_with_a_prompt_refuses_a_ledger(server, tmp_path):
+    done = mullama(
+        "run", "--remote", server.url + "/v1", "-m", "scripted", "--ledger", "x.db", "Hi"
+    )
+    assert done.returncode == 2 and "mullama chat" in done.stderr
+
+
+def test_a_local_chat_keeps_its_ledger(tiny_model_path, tmp_path):
+    db = tmp_path / "local.db"
+    common = ["chat", "--model", str(tiny_model_path), "--ledger", str(db)]
+    flags = ["--temperature", "0", "--max-tokens", "4"]
+    for line in ("Hi\n", "Again\n"):
+        done = mullama(*common, *flags, stdin=line)
+        assert done.returncode == 0, done.stderr
+    with Ledger(db) as ledger:
+        turns = ledger.turns(ledger.open_conversation("default"))
+    assert [(t.role, t.status, t.finish_reason) for t in turns] == [
+        ("user", "complete", None),
+        ("assistant", "complete", "length"),
+        ("user", "complete", None),
+        ("assistant", "complete", "length"),
+    ]
+    assert all(t.generation_tokens == 4 for t in turns if t.role == "assistant")

@@ -46,6 +46,10 @@ def read_prompt(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace, prompt: str) -> int:
     if not prompt.strip():
         raise UsageError("the prompt is empty")
+    if getattr(args, "ledger", None):
+        raise UsageError(
+            "--ledger keeps a chat: use it with `mullama chat` (or `mullama run` without a prompt)"
+        )
     config = make_config(args)  # bad flag values fail before the model loads
     _, context = generation_target(args)
     reporter = progress_reporter(args.verbose)
