@@ -208,6 +208,16 @@ def test_a_malformed_stream_line_is_a_generation_error_naming_it(api):
     assert "malformed stream line" in str(caught.value)
 
 
+@pytest.mark.parametrize("api", ["openai", "ollama"])
+def test_a_reply_cut_short_by_the_server_is_a_generation_error(api):
+    with ScriptedServer(["half a "], truncate=True) as server:
+        stream = remote_for(server, api).generate_stream(messages=HI)
+        with pytest.raises(GenerationError, match="before the reply ended") as caught:
+            for _ in stream:
+                pass
+    assert isinstance(caught.value.__cause__, RemoteProtocolError)
+
+
 def test_bad_urls_and_arguments_are_config_errors():
     from mullama import ConfigError
 

@@ -178,9 +178,6 @@ class RemoteModel:
         producer, stream = open_text_stream(request.config)
         return RemoteCall(self, request, producer, stream)
 
-    def _streaming_refused(self) -> None:
-        self.streaming = False
-
     def __repr__(self) -> str:
         return f"RemoteModel({self.url!r}, model={self.model!r}, api={self.api!r})"
 
@@ -225,6 +222,9 @@ class RemoteCall:
         (the stream is then closed) or StreamTimeoutError if the deadline passes first."""
         try:
             self._connect()
+            if self.producer.stop_reason is not None:
+                # Ended while the answer came (an async open given up): read nothing.
+                self.close_http()
         except Stopped:
             # The stream was closed, or its deadline passed, while the server had not answered.
             self.close_http()
@@ -257,7 +257,7 @@ class RemoteCall:
             message, code = _error_of(body)
             if _refuses_streaming(response.status, message):
                 # The server cannot stream: ask once more for the whole reply.
-                remote._streaming_refused()
+                remote.streaming = False
                 self.close_http()
                 self._send(False)
                 response = self._answer()
@@ -349,6 +349,11 @@ class RemoteCall:
         for piece in parser.finish():
             if self._deliver(piece):
                 return
+        if self._finish_reason is not None:
+            # The server said how the reply ended but left out its end marker: the reply
+            # is whole all the same.
+            self.producer.finish(self._finish_reason)
+            return
         raise RemoteProtocolError(
             f"{self._url} closed the stream before the reply ended", url=self._url
         )

@@ -36,6 +36,7 @@ class ScriptedServer:
     - `streaming=False`: refuse `"stream": true` with HTTP 400 (a server that cannot stream).
     - `status`, `error`: answer every request with this HTTP status and error message.
     - `malformed`: a line sent (as is) after the deltas, instead of the end of the stream.
+    - `truncate`: end the body right after the deltas, without the end-of-reply event.
     - `endless`: repeat the deltas until the client leaves; `stall_after`: after this many
       deltas send nothing more and hold the connection open until the client leaves.
     - `finish_reason`, `usage`: how the reply ends; `api_key`: require this bearer key.
@@ -53,6 +54,7 @@ class ScriptedServer:
         error: str = "scripted error",
         retry_after: str | None = None,
         malformed: str | None = None,
+        truncate: bool = False,
         endless: bool = False,
         stall_after: int | None = None,
         finish_reason: str = "stop",
@@ -69,6 +71,7 @@ class ScriptedServer:
         self.error = error
         self.retry_after = retry_after
         self.malformed = malformed
+        self.truncate = truncate
         self.endless = endless
         self.stall_after = stall_after
         self.finish_reason = finish_reason
@@ -265,8 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
             if script.awkward:
                 yield b": keep-alive\n\n"
             yield event(delta(text, None))
-        if script.stall_after is not None:
-            return  # nothing more: _stream holds the connection open
+        if script.stall_after is not None or script.truncate:
+            return  # nothing more (_stream holds the connection open when stalling)
         if script.malformed is not None:
             yield script.malformed.encode() + b"\n\n"
             return
@@ -294,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         for text in script._deltas():
             yield line(text, False)
-        if script.stall_after is not None:
+        if script.stall_after is not None or script.truncate:
             return
         if script.malformed is not None:
             yield script.malformed.encode() + b"\n"
