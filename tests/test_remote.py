@@ -233,6 +233,39 @@ def test_bad_urls_and_arguments_are_config_errors():
         remote.generate_stream(messages=HI, top_logprobs=2)
 
 
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (made by the openssl command)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+def test_https_with_a_trusted_certificate_and_without(certificate):
+    import ssl
+
+    cert, _ = certificate
+    with ScriptedServer(["secure ", "text"], tls=certificate) as server:
+        assert server.url.startswith("https://")
+        trusting = ssl.create_default_context(cafile=cert)
+        assert remote_for(server, ssl_context=trusting).generate(messages=HI).text == "secure text"
+        with pytest.raises(RemoteConnectionError, match="certificate"):
+            remote_for(server).generate(messages=HI)  # the system's CAs do not know it
+
+
 # -- backpressure, cancel, deadline ------------------------------------------------------------
 def test_backpressure_reaches_the_server(poll):
     # An endless reply: without backpressure the client would read it as fast as the server

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import ssl
 import threading
 import time
 import weakref
@@ -99,7 +100,8 @@ class RemoteModel:
 
     `streaming=False` says the server cannot stream: each reply is asked for whole and
     arrives as one event. A server that refuses a streamed request is asked again without
-    streaming once, and from then on always so.
+    streaming once, and from then on always so. `ssl_context` verifies https servers
+    (default: the system's CAs); `headers` are sent with every request.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class RemoteModel:
         streaming: bool = True,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ConfigError("connect needs model=NAME: the name the server knows the model by")
@@ -125,6 +128,9 @@ class RemoteModel:
         self.dialect = dialect_for(url, model)
         self.streaming = bool(streaming)
         self.connect_timeout_s = float(connect_timeout_s)
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise ConfigError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+        self.ssl_context = ssl_context
         self._headers = {"Accept": "application/json, text/event-stream, application/x-ndjson"}
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key}"
@@ -278,6 +284,7 @@ class RemoteCall:
             connect_timeout_s=self.remote.connect_timeout_s,
             should_stop=self._should_stop,
             deadline=self._deadline,
+            ssl_context=self.remote.ssl_context,
         )
 
     def _answer(self) -> Response:

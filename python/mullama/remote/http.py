@@ -57,8 +57,10 @@ class HTTPRequest:
         connect_timeout_s: float,
         should_stop: StopCheck,
         deadline: float | None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.url = url
+        self._ssl_context = ssl_context
         self._should_stop = should_stop
         self._deadline = deadline
         self._lock = threading.Lock()
@@ -103,7 +105,7 @@ class HTTPRequest:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if secure:
-                context = ssl.create_default_context()
+                context = self._ssl_context or ssl.create_default_context()
                 sock = context.wrap_socket(sock, server_hostname=host)
             sock.settimeout(POLL_S)
         except (OSError, ssl.SSLError) as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -40,6 +41,7 @@ class ScriptedServer:
     - `endless`: repeat the deltas until the client leaves; `stall_after`: after this many
       deltas send nothing more and hold the connection open until the client leaves.
     - `finish_reason`, `usage`: how the reply ends; `api_key`: require this bearer key.
+    - `tls`: (certificate file, key file) to serve https.
     - `delay_s`: pause before each delta; `answer_after_s`: pause before the answer's head
       (a server busy before it answers).
     """
@@ -63,6 +65,7 @@ class ScriptedServer:
         model: str = "scripted",
         delay_s: float = 0.0,
         answer_after_s: float = 0.0,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.deltas = list(deltas)
         self.awkward = awkward
@@ -80,6 +83,7 @@ class ScriptedServer:
         self.model = model
         self.delay_s = delay_s
         self.answer_after_s = answer_after_s
+        self.tls = tls
         self.requests: list[tuple[str, dict[str, Any]]] = []
         """(path, JSON body) of every request received."""
         self.bytes_sent = 0
@@ -95,15 +99,23 @@ class ScriptedServer:
     # -- lifecycle ------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """http://127.0.0.1:PORT (add /v1 for OpenAI, /api for Ollama)."""
+        """http(s)://127.0.0.1:PORT (add /v1 for OpenAI, /api for Ollama)."""
         assert self._httpd is not None, "the server is not started"
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     def start(self) -> ScriptedServer:
         handler = type("Handler", (_Handler,), {"script": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            # The handshake runs in the handler's thread, so a client that fails it (an
+            # unknown certificate) cannot hold up the others.
+            self._httpd.socket = context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -148,12 +160,24 @@ class _ClientLeft(Exception):
     pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that failed the TLS handshake or vanished: nothing to report
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     script: ScriptedServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet tests
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") in ("/v1/models",):
