@@ -202,6 +202,12 @@ async def test_the_async_twin_records_the_same_way(db, anyio_backend):
         assert [t.status for t in turns] == ["complete", "complete", "complete", "cancelled"]
         assert [m["content"] for m in await chat.history()] == ["Hi", "async", "More"]
         chat.close()
+    refused = AsyncChat(Model.connect("http://127.0.0.1:9/v1", model="m"), ledger=db)
+    reply = await refused.send("anyone?")
+    with pytest.raises(RemoteConnectionError):
+        await reply.__anext__()
+    assert (await refused.turns())[-1].status == "failed"
+    refused.close()
 
 
 CRASHING_CLIENT = textwrap.dedent(

@@ -309,7 +309,15 @@ class AsyncChat:
         config = build_config(config, overrides)
         user_turn, messages = await anyio.to_thread.run_sync(self._conversation.begin, text)
         reply = _Reply(self._conversation, user_turn)
-        stream = self.target.generate_stream(config=config, messages=messages)
+        try:
+            stream = self.target.generate_stream(config=config, messages=messages)
+        except BaseException as exc:  # refused before it started: recorded, then raised
+            status = _status_of_error(exc)
+            record = reply.record(status, None, exc)
+            with anyio.CancelScope(shield=True):
+                turn_id = await anyio.to_thread.run_sync(self._conversation.end, user_turn, record)
+            reply.written(status, turn_id)
+            raise
         return AsyncReplyStream(stream, reply)
 
     async def history(self) -> list[dict[str, str]]:
