@@ -209,6 +209,15 @@ def test_a_malformed_stream_line_is_a_generation_error_naming_it(api):
 
 
 @pytest.mark.parametrize("api", ["openai", "ollama"])
+def test_an_error_the_server_reports_mid_reply_is_a_generation_error(api):
+    line = '{"error": "out of memory"}'
+    with ScriptedServer(["so far "], malformed=f"data: {line}" if api == "openai" else line) as s:
+        with pytest.raises(GenerationError, match="out of memory") as caught:
+            remote_for(s, api).generate(messages=HI)
+    assert isinstance(caught.value.__cause__, RemoteServerError)
+
+
+@pytest.mark.parametrize("api", ["openai", "ollama"])
 def test_a_reply_cut_short_by_the_server_is_a_generation_error(api):
     with ScriptedServer(["half a "], truncate=True) as server:
         stream = remote_for(server, api).generate_stream(messages=HI)
