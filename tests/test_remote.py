@@ -312,6 +312,17 @@ def test_closing_the_stream_closes_the_request(api):
     assert stream.finish_reason == "cancelled"
 
 
+def test_a_stream_dropped_unclosed_closes_the_request():
+    import gc
+
+    with ScriptedServer(["x "], endless=True) as server:
+        stream = remote_for(server).generate_stream(messages=HI, timeout_ms=0, buffer_size=2)
+        next(stream)
+        del stream
+        gc.collect()
+        assert server.disconnected.wait(10), "the reader kept the dropped stream's request open"
+
+
 def test_the_deadline_ends_a_stalled_reply_and_closes_the_request():
     with ScriptedServer(["early "], stall_after=1) as server:
         stream = remote_for(server).generate_stream(messages=HI, timeout_ms=400)

@@ -47,10 +47,10 @@ class AsyncRemoteModel:
                 await anyio.to_thread.run_sync(call.connect, abandon_on_cancel=True)
             except BaseException:
                 # Cancelled while waiting: closing the stream makes the worker give up.
-                call.stream.close()
+                if call.stream is not None:
+                    call.stream.close()
                 raise
-            call.start()
-            return call.stream
+            return call.start()
 
         return AsyncTokenStream.opened_later(
             send,

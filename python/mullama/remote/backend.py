@@ -173,8 +173,7 @@ class RemoteModel:
         reply is pushed into (a RemoteError if the server refused)."""
         call = self.prepare(request)
         call.connect()
-        call.start()
-        return call.stream
+        return call.start()
 
     def prepare(self, request: GenerationRequest) -> RemoteCall:
         """The call for `request`, not yet sent (async callers connect it off the loop)."""
@@ -202,7 +201,8 @@ class RemoteCall:
         self.remote = remote
         self.request = request
         self.producer = producer
-        self.stream = stream
+        self.stream: TokenStream | None = stream
+        """The consumer's stream until `start()` hands it over."""
         self._http: HTTPRequest | None = None
         self._response: Response | None = None
         self._url = ""
@@ -235,7 +235,7 @@ class RemoteCall:
             # The stream was closed, or its deadline passed, while the server had not answered.
             self.close_http()
             cancelled = self.producer.stop_reason == "cancelled"
-            self.stream.close()
+            self._close_stream()
             if cancelled:
                 raise RemoteError(
                     f"the request to {self._url} was cancelled before it was answered",
@@ -250,7 +250,7 @@ class RemoteCall:
             raise error from None
         except BaseException:
             self.close_http()
-            self.stream.close()
+            self._close_stream()
             raise
 
     def _connect(self) -> None:
@@ -308,11 +308,21 @@ class RemoteCall:
             retry_after=_retry_after(response),
         )
 
-    def start(self) -> None:
-        """Reads the body on a producer thread (returns at once)."""
+    def _close_stream(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+    def start(self) -> TokenStream:
+        """Reads the body on a producer thread (returns at once) and hands the stream over:
+        the call keeps no reference to it, so a stream dropped unclosed still ends (the core
+        then tells the reader to stop, and the request is closed)."""
+        stream, self.stream = self.stream, None
+        if stream is None:
+            raise RuntimeError("a remote call starts once")
         _running_calls.add(self)
         self._thread = threading.Thread(target=self._run, name="mullama-remote", daemon=True)
         self._thread.start()
+        return stream
 
     def abandon(self, reason: BaseException) -> None:
         """Ends the stream with `reason` and closes the request (any thread)."""
