@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from mullama import __version__
+from mullama.cli.remote_options import add_remote_options
 from mullama.engines.choice import DEFAULT_ENGINE, ENGINE_ENV, ENGINES
 from mullama.server import defaults as serve_defaults
 
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="send the prompt as is, without the chat template"
     )
     _add_sampling(run)
+    add_remote_options(run, ledger=True)
 
     chat = commands.add_parser(
         "chat",
@@ -152,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(chat)
     _add_chat_options(chat)
     _add_sampling(chat)
+    add_remote_options(chat, ledger=True)
 
     list_cmd = commands.add_parser(
         "list", aliases=["ls"], help="the built-in model and those in the models directory"
