@@ -242,12 +242,10 @@ mod tests {
         FamilySplit::recognise(&split_json(pattern, false)).unwrap()
     }
 
+    type Matches = Vec<(Offsets, bool)>;
+
     /// The crate's own matches for `pattern` (fancy-regex), and the hand-written ones.
-    fn both(
-        pattern: &str,
-        regex: &SysRegex,
-        text: &str,
-    ) -> (Vec<(Offsets, bool)>, Vec<(Offsets, bool)>) {
+    fn both(pattern: &str, regex: &SysRegex, text: &str) -> (Matches, Matches) {
         let fast = family(pattern);
         (
             regex.find_matches(text).unwrap(),
