@@ -48,7 +48,7 @@ def start(engine, seq, prompt: Sequence[int], settings: SamplerSettings, top: in
     """Reuse, prefill, configure and feed the last prompt token; returns (fed, handle)."""
     todo = seq.reuse_prefix(prompt)
     engine.prefill(seq, todo[:-1])
-    seq.configure(settings, history=prompt)
+    seq.configure(settings, history=prompt[:-1])
     return todo, engine.step([StepRequest(seq, todo[-1:], top_logprobs=top)])
 
 
@@ -103,7 +103,7 @@ def test_greedy_equals_llama_cpp_python_and_the_reference(engine, smollm2_path):
         for rec in RECORDS:
             prompt, want = rec["prompt_ids"], rec["greedy_ids"]
             seq.invalidate()
-            seq.configure(GREEDY, history=prompt)
+            seq.configure(GREEDY, history=[])
             pending = engine.step([StepRequest(seq, prompt)])
             got = [pending.result()[0].token]
             while len(got) < len(want):
@@ -227,7 +227,7 @@ def test_logprob_is_taken_after_the_repetition_penalty(engine):
         moved = 0
         for i in range(len(outs)):
             prefix = ids[: len(prompt) + i]
-            out, row = step_like_logits(engine, seq, prefix, settings, prefix)
+            out, row = step_like_logits(engine, seq, prefix, settings, [])
             recent = set(prefix[-settings.repetition_context :])
             penalized = row.copy()
             for t in recent:
@@ -307,7 +307,7 @@ def test_two_sequences_in_one_step_match_each_alone(engine):
         for seq, prompt in zip(seqs, prompts, strict=True):
             todo = seq.reuse_prefix(prompt)
             engine.prefill(seq, todo[:-1])
-            seq.configure(GREEDY, history=prompt)
+            seq.configure(GREEDY, history=prompt[:-1])
         together: list[list[int]] = [[], []]
         handle = engine.step([StepRequest(s, p[-1:]) for s, p in zip(seqs, prompts, strict=True)])
         for _ in range(n):
@@ -357,7 +357,7 @@ def test_more_sequences_than_slots_evict_the_least_recent_and_restore_it(smollm2
             seq.close()
         seqs = [eng.new_sequence(512) for _ in prompts]
         for seq, prompt in zip(seqs, prompts, strict=True):
-            seq.configure(GREEDY, history=prompt)
+            seq.configure(GREEDY, history=prompt[:-1])
             eng.prefill(seq, prompt[:-1])
         outs: list[list[int]] = [[] for _ in seqs]
         for i, (seq, prompt) in enumerate(zip(seqs, prompts, strict=True)):

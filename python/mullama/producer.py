@@ -183,13 +183,17 @@ class GenerationJob:
         with lock:
             todo = seq.reuse_prefix(self.prompt_ids)
         self.prefill_tokens = len(todo)
-        if not self._prefill(todo[:-1]):
+        # The first step feeds the prompt's last chunk (an engine with fixed chunks: the
+        # same split as a one-shot read of a short prompt) or its last token.
+        fixed = engine.prefill_chunk
+        tail = (len(todo) - 1) % fixed + 1 if fixed else 1
+        if not self._prefill(todo[:-tail]):
             return
         eog = self.end_of_generation_ids
         run_ahead = engine.steps_run_ahead
         with lock:
-            seq.configure(SamplerSettings.from_config(self.config), self.prompt_ids[:-1])
-            pending = engine.step([StepRequest(seq, todo[-1:], self.top_logprobs)])
+            seq.configure(SamplerSettings.from_config(self.config), self.prompt_ids[:-tail])
+            pending = engine.step([StepRequest(seq, todo[-tail:], self.top_logprobs)])
         while True:
             with lock:
                 room = len(seq.cached_ids) < seq.n_ctx

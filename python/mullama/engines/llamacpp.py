@@ -538,6 +538,7 @@ class LlamaCppEngine(Engine):
             self._check_open()
             feeds: list[tuple[LlamaCppSequence, list[int], int]] = []
             seen: set[int] = set()
+            from_pending: dict[int, bool] = {}
             if len(requests) > self._max_sequences:
                 raise ValueError(
                     f"a step of {len(requests)} sequences exceeds max_sequences="
@@ -550,6 +551,7 @@ class LlamaCppEngine(Engine):
                 seen.add(id(seq))
                 if seq.sampler is None:
                     raise ValueError("configure() the sequence before stepping it")
+                from_pending[id(seq)] = req.input_ids is None
                 if req.input_ids is not None:
                     ids = [int(t) for t in req.input_ids]
                     if not ids:
@@ -561,6 +563,11 @@ class LlamaCppEngine(Engine):
                 feeds.append((seq, ids, max(0, int(req.top_logprobs))))
             self._check_room([(s, ids) for s, ids, _ in feeds])
 
+            for seq, ids, _ in feeds:
+                if not from_pending[id(seq)]:
+                    # Fed ids join the repetition window, as a sampled token did when sampled.
+                    for token in ids:
+                        seq.sampler.accept(token)  # type: ignore[union-attr]  # checked above
             # When the inputs overflow one batch, all but their last tokens go in first
             # without logits; then one batch advances every sequence together.
             if sum(len(ids) for _, ids, _ in feeds) > self._n_batch:
