@@ -139,7 +139,7 @@ class GenerationJob:
         """How many prompt tokens had to run through the model (the rest were cached)."""
         self.tokens_computed = 0
         """Tokens the engine has sampled so far (the in-flight step not counted)."""
-        self._lock = forward_lock
+        self.forward_lock = forward_lock
         self._on_exit = on_exit
         self._abort: BaseException | None = None
         self._done = threading.Event()
@@ -164,7 +164,7 @@ class GenerationJob:
 
     def _run(self) -> None:
         try:
-            self._generate()
+            self.generate()
         except BaseException as exc:  # the consumer re-raises it as GenerationError
             self.sequence.invalidate()
             self.producer.fail(exc)
@@ -174,16 +174,19 @@ class GenerationJob:
                 self._on_exit(self)
             self._done.set()
 
-    def _should_stop(self) -> bool:
+    def should_stop(self) -> bool:
+        """Whether the job was cancelled or its stream has ended (the loop must return)."""
         return self._abort is not None or self.producer.stop_reason is not None
 
-    def _generate(self) -> None:
-        engine, seq, lock, producer = self.engine, self.sequence, self._lock, self.producer
+    def generate(self) -> None:
+        """The job's work, run once on a producer thread (a kind of generation overrides it;
+        an exception it raises fails the stream)."""
+        engine, seq, lock, producer = self.engine, self.sequence, self.forward_lock, self.producer
         producer.set_prompt_tokens(len(self.prompt_ids))
         with lock:
             todo = seq.reuse_prefix(self.prompt_ids)
         self.prefill_tokens = len(todo)
-        if not self._prefill(todo[:-1]):
+        if not self.prefill(todo[:-1]):
             return
         eog = self.end_of_generation_ids
         with lock:
@@ -205,26 +208,26 @@ class GenerationJob:
                 return
             if not producer.push(out.token, out.logprob, out.top_logprobs):
                 return
-            if self._should_stop():
+            if self.should_stop():
                 return
             if ahead is None:  # the context is full
                 producer.finish("length", None)
                 return
             pending = ahead
 
-    def _prefill(self, ids: list[int]) -> bool:
+    def prefill(self, ids: list[int]) -> bool:
         """Feeds `ids` in chunks of about PREFILL_CHUNK_S; False if told to stop meanwhile."""
         chunk = PREFILL_FIRST_CHUNK
         done = 0
         while done < len(ids):
-            if self._should_stop():
+            if self.should_stop():
                 return False
             part = ids[done : done + chunk]
-            with self._lock:
+            with self.forward_lock:
                 started = time.perf_counter()
                 self.engine.prefill(self.sequence, part)
                 took = time.perf_counter() - started
             done += len(part)
             rate = len(part) / max(took, 1e-6)
             chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
-        return not self._should_stop()
+        return not self.should_stop()

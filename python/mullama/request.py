@@ -41,6 +41,15 @@ def build_config(config: StreamConfig | None, overrides: dict[str, Any]) -> Stre
     return base.replace(**overrides) if overrides else base
 
 
+def check_top_logprobs(top_logprobs: Any) -> None:
+    if (
+        not isinstance(top_logprobs, int)
+        or isinstance(top_logprobs, bool)
+        or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS
+    ):
+        raise ConfigError(f"invalid top_logprobs = {top_logprobs!r}: must be 0..{MAX_TOP_LOGPROBS}")
+
+
 def generation_request(
     prompt: str | Sequence[int] | None = None,
     config: StreamConfig | None = None,
@@ -68,12 +77,7 @@ def generation_request(
                 f"{type(messages).__name__}"
             )
         messages = list(messages)
-    if (
-        not isinstance(top_logprobs, int)
-        or isinstance(top_logprobs, bool)
-        or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS
-    ):
-        raise ConfigError(f"invalid top_logprobs = {top_logprobs!r}: must be 0..{MAX_TOP_LOGPROBS}")
+    check_top_logprobs(top_logprobs)
     progress_clock(on_progress, progress_interval_s)
     return GenerationRequest(
         prompt=prompt,
