@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from mullama import __version__
+from mullama.cli.waitk_options import add_waitk_options
 from mullama.server import defaults as serve_defaults
 
 # The CLI's deadline for one reply: none. A person at the terminal stops a reply with
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="send the prompt as is, without the chat template"
     )
     _add_sampling(run)
+    add_waitk_options(run)
 
     chat = commands.add_parser(
         "chat",
