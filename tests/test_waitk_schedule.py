@@ -12,7 +12,14 @@ import pytest
 
 from mullama import ConfigError, GenerationError, StreamConfig, StreamTimeoutError
 from mullama.aio.waitk import AsyncWaitkStream
-from mullama.waitk import SourceWords, WaitkStream, average_lagging, open_waitk, waitk_settings
+from mullama.waitk import (
+    SourceWords,
+    WaitkStream,
+    average_lagging,
+    open_waitk,
+    waitk_request,
+    waitk_settings,
+)
 from waitk_scripted import (
     JobRunner,
     ScriptedEngine,
@@ -31,8 +38,8 @@ def start(source, k, target_words, *, separator=".", config=CONFIG, **limits):
     engine = ScriptedEngine(target_words, separator=separator)
     model = ScriptedModel(engine)
     runner = JobRunner(engine)
-    settings = waitk_settings(k, "Translate:", **limits)
-    stream, events, _ = open_waitk(model, runner.start_job, source, settings, config)
+    request = waitk_request(source, k, "Translate:", config=config, **limits)
+    stream, events, _ = open_waitk(model, runner.start_job, request)
     return WaitkStream(stream, events), engine, model
 
 
@@ -323,10 +330,10 @@ def open_async(source, k, target_words, config=CONFIG):
     engine = ScriptedEngine(target_words)
     model = ScriptedModel(engine)
     runner = JobRunner(engine)
-    settings = waitk_settings(k, "Translate:")
+    request = waitk_request(source, k, "Translate:", config=config)
 
     async def opener():
-        return open_waitk(model, runner.start_job, source, settings, config, allow_async=True)
+        return open_waitk(model, runner.start_job, request, allow_async=True)
 
     return AsyncWaitkStream(opener, source)
 

@@ -13,14 +13,8 @@ from mullama.engines.base import EngineSequence
 from mullama.model import Model
 from mullama.producer import GenerationJob
 from mullama.progress import ProgressTokenStream, with_progress
-from mullama.request import GenerationRequest, build_config, check_top_logprobs, takes_request
-from mullama.waitk import (
-    DEFAULT_INSTRUCTION,
-    Source,
-    WaitkStream,
-    open_waitk,
-    waitk_settings,
-)
+from mullama.request import GenerationRequest, takes_request
+from mullama.waitk import WaitkRequest, WaitkStream, open_waitk, takes_waitk_request
 
 JobBuilder = Callable[[EngineSequence, Callable[[GenerationJob], None]], GenerationJob]
 
@@ -179,28 +173,13 @@ class Context:
         """One assistant turn for `messages` (the model's chat template applies)."""
         return self.generate(None, config, messages=messages, **overrides)
 
-    def generate_stream_waitk(
-        self,
-        source: Source,
-        wait_k: int = 3,
-        instruction: str = DEFAULT_INSTRUCTION,
-        max_new_words: int | None = None,
-        max_tokens_per_word: int = 50,
-        config: StreamConfig | None = None,
-        *,
-        top_logprobs: int = 0,
-        **overrides: Any,
-    ) -> WaitkStream:
+    @takes_waitk_request
+    def generate_stream_waitk(self, request: WaitkRequest) -> WaitkStream:
         """Simultaneous generation with the wait-k policy (see `mullama.waitk`): `source` is
         a str or an iterable of text chunks arriving over time; target word t is written
         after min(wait_k + t - 1, |source|) source words. Streams WaitkEvents; the last one
         carries the metrics (Average Lagging, tokens recomputed per source word)."""
-        settings = waitk_settings(wait_k, instruction, max_new_words, max_tokens_per_word)
-        config = build_config(config, overrides)
-        check_top_logprobs(top_logprobs)
-        stream, events, _ = open_waitk(
-            self.model, self.start_job, source, settings, config, top_logprobs=top_logprobs
-        )
+        stream, events, _ = open_waitk(self.model, self.start_job, request)
         return WaitkStream(stream, events)
 
     def open_stream(self, request: GenerationRequest) -> TokenStream:

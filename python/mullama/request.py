@@ -90,20 +90,23 @@ def generation_request(
 
 
 Owner = TypeVar("Owner")
+Request = TypeVar("Request")
 Result = TypeVar("Result")
 RequestArgs = ParamSpec("RequestArgs")
 
 
-def _with_signature_of(
-    builder: Callable[RequestArgs, GenerationRequest],
+def with_signature_of(
+    builder: Callable[RequestArgs, Request],
 ) -> Callable[
-    [Callable[[Owner, GenerationRequest], Result]],
+    [Callable[[Owner, Request], Result]],
     Callable[Concatenate[Owner, RequestArgs], Result],
 ]:
+    """Decorates `method(self, request)` into a method with `builder`'s arguments, which
+    builds (and checks) the request."""
     builder_params = list(inspect.signature(builder).parameters.values())
 
     def decorate(
-        method: Callable[[Owner, GenerationRequest], Result],
+        method: Callable[[Owner, Request], Result],
     ) -> Callable[Concatenate[Owner, RequestArgs], Result]:
         @functools.wraps(method)
         def public(self: Owner, *args: RequestArgs.args, **kwargs: RequestArgs.kwargs) -> Result:
@@ -119,6 +122,6 @@ def _with_signature_of(
     return decorate
 
 
-takes_request = _with_signature_of(generation_request)
+takes_request = with_signature_of(generation_request)
 """Decorates `method(self, request)` into `method(self, prompt=None, config=None, *, ...)`
 with `generation_request`'s keyword arguments (and its checks)."""

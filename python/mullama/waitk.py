@@ -42,6 +42,7 @@ from mullama._core import (
 )
 from mullama.engines.base import Engine, EngineSequence, SamplerSettings, StepOutput, StepRequest
 from mullama.producer import GenerationJob
+from mullama.request import build_config, check_top_logprobs, with_signature_of
 
 DEFAULT_INSTRUCTION = "Translate the following text into French."
 MAX_UNREAD_CHARS = 64 * 1024
@@ -80,6 +81,42 @@ def waitk_settings(
     if not isinstance(instruction, str):
         raise ConfigError(f"instruction must be a str, got {type(instruction).__name__}")
     return WaitkSettings(wait_k, instruction, max_new_words, max_tokens_per_word)
+
+
+@dataclass(frozen=True)
+class WaitkRequest:
+    """A wait-k generation: the source, the policy, the stream's config."""
+
+    source: Source
+    settings: WaitkSettings
+    config: StreamConfig
+    top_logprobs: int = 0
+
+
+def waitk_request(
+    source: Source,
+    wait_k: int = 3,
+    instruction: str = DEFAULT_INSTRUCTION,
+    max_new_words: int | None = None,
+    max_tokens_per_word: int = 50,
+    config: StreamConfig | None = None,
+    *,
+    top_logprobs: int = 0,
+    **overrides: Any,
+) -> WaitkRequest:
+    """Checks a wait-k generation's arguments (a bad one raises ConfigError before anything
+    starts). `source`: a str, or an iterable (or, async, an async iterable) of text chunks
+    arriving over time; `overrides`: StreamConfig fields."""
+    settings = waitk_settings(wait_k, instruction, max_new_words, max_tokens_per_word)
+    stream_config = build_config(config, overrides)
+    check_top_logprobs(top_logprobs)
+    source_kind(source, allow_async=True)
+    return WaitkRequest(source, settings, stream_config, top_logprobs)
+
+
+takes_waitk_request = with_signature_of(waitk_request)
+"""Decorates `method(self, request)` into a method with `waitk_request`'s arguments (one
+signature for Context and AsyncContext)."""
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -351,7 +388,7 @@ async def pump_async_source(source: AsyncIterable[str], words: SourceWords) -> N
 
 
 def source_kind(source: Any, *, allow_async: bool) -> str:
-    """"text", "iterable" or "async" for a valid source; ConfigError otherwise (before
+    """ "text", "iterable" or "async" for a valid source; ConfigError otherwise (before
     anything starts)."""
     if isinstance(source, str):
         if not source.strip():
@@ -389,15 +426,14 @@ def start_source(source: Source, kind: str, words: SourceWords) -> None:
 def open_waitk(
     model: Any,
     start_job: Callable[[Callable[..., GenerationJob]], GenerationJob],
-    source: Source,
-    settings: WaitkSettings,
-    config: StreamConfig,
+    request: WaitkRequest,
     *,
-    top_logprobs: int = 0,
     allow_async: bool = False,
 ) -> tuple[TokenStream, WaitkEvents, str]:
     """Starts a wait-k generation of `model` through `start_job` (a Context's); returns the
     core stream, the event converter, and the source's kind ("async": the caller pumps)."""
+    source, settings, config = request.source, request.settings, request.config
+    top_logprobs = request.top_logprobs
     kind = source_kind(source, allow_async=allow_async)
     words = SourceWords()
     producer, stream = open_stream(config, model.tokenizer)
@@ -440,8 +476,6 @@ class TokenMark:
     source_words_read: int
     target_words_generated: int
     """Target words complete after this token."""
-    word_open: bool
-    """Whether the target word this token belongs to has text and is not complete yet."""
     at: float
     """When the job pushed it (time.monotonic())."""
 
@@ -627,7 +661,6 @@ class WaitkJob(GenerationJob):
             word_complete=complete,
             source_words_read=self._read,
             target_words_generated=self._written,
-            word_open=self._word_open and not complete,
             at=time.monotonic(),
         )
         self.marks.append(mark)
@@ -714,29 +747,28 @@ class WaitkEvents:
         self._eog = end_of_generation_ids
         self.delays: list[int] = []
         self.written_at: list[float] = []
-        self._last: TokenMark | None = None
+        self._read = 0
+        self._word_text = ""  # text shown since the last complete word
 
     def convert(self, event: Token) -> WaitkEvent:
         pushed = event.token is not None and event.token not in self._eog
         mark = self.job.marks.popleft() if pushed and self.job.marks else None
         if mark is not None:
-            self._last = mark
-        last = self._last
-        read = last.source_words_read if last is not None else 0
+            self._read = mark.source_words_read
+        read = self._read
+        self._word_text += event.text
         complete = mark is not None and mark.word_complete
-        if mark is not None and mark.word_complete:
-            self._record_word(read, mark.at)
-        elif event.finish_reason is not None and last is not None and last.word_open:
-            # The stream ended on its own (stop sequence, max_tokens, ...) inside a word.
-            complete = True
-            self._record_word(read, time.monotonic())
-            self._last = dataclasses.replace(last, word_open=False)
+        written_at = mark.at if mark is not None else time.monotonic()
+        if not complete and event.finish_reason is not None and _has_text(self._word_text):
+            # The stream ended on its own (stop sequence, max_tokens, ...) inside a word:
+            # what it showed of the word is the word.
+            complete, written_at = True, time.monotonic()
+        if complete:
+            self.delays.append(read)
+            self.written_at.append(written_at)
+            self._word_text = ""
         metrics = self.metrics() if event.finish_reason is not None else None
         return WaitkEvent(event, complete, read, len(self.delays), metrics)
-
-    def _record_word(self, read: int, at: float) -> None:
-        self.delays.append(read)
-        self.written_at.append(at)
 
     def metrics(self) -> WaitkMetrics:
         arrivals, complete = self.job.words.snapshot()
@@ -824,9 +856,11 @@ __all__ = [
     "WaitkEvents",
     "WaitkJob",
     "WaitkMetrics",
+    "WaitkRequest",
     "WaitkSettings",
     "WaitkStream",
     "average_lagging",
     "chat_prompt_builder",
+    "waitk_request",
     "waitk_settings",
 ]

@@ -21,8 +21,8 @@ from mullama.chat import Message
 from mullama.context import Context, GenerationResult, ResultCollector
 from mullama.model import Model
 from mullama.producer import run_on_producer_thread
-from mullama.request import GenerationRequest, build_config, check_top_logprobs, takes_request
-from mullama.waitk import DEFAULT_INSTRUCTION, Source, open_waitk, source_kind, waitk_settings
+from mullama.request import GenerationRequest, takes_request
+from mullama.waitk import WaitkRequest, open_waitk, takes_waitk_request
 
 
 class _WholeReplies:
@@ -115,41 +115,19 @@ class AsyncContext(_WholeReplies):
         """Forgets the cached conversation (waits for a running generation in a thread)."""
         await anyio.to_thread.run_sync(self.context.reset)
 
-    def generate_stream_waitk(
-        self,
-        source: Source,
-        wait_k: int = 3,
-        instruction: str = DEFAULT_INSTRUCTION,
-        max_new_words: int | None = None,
-        max_tokens_per_word: int = 50,
-        config: StreamConfig | None = None,
-        *,
-        top_logprobs: int = 0,
-        **overrides: Any,
-    ) -> AsyncWaitkStream:
+    @takes_waitk_request
+    def generate_stream_waitk(self, request: WaitkRequest) -> AsyncWaitkStream:
         """The async twin of `Context.generate_stream_waitk`; `source` may also be an async
         iterable of text chunks (then iterate inside `async with stream:`)."""
-        settings = waitk_settings(wait_k, instruction, max_new_words, max_tokens_per_word)
-        config = build_config(config, overrides)
-        check_top_logprobs(top_logprobs)
         ctx = self.context
-        source_kind(source, allow_async=True)  # a bad source fails here, not on iteration
 
         async def open_when_idle() -> Any:
             if ctx.busy:
                 # Ending the previous generation joins its producer: off the event loop.
                 await anyio.to_thread.run_sync(ctx.stop)
-            return open_waitk(
-                ctx.model,
-                ctx.start_job,
-                source,
-                settings,
-                config,
-                top_logprobs=top_logprobs,
-                allow_async=True,
-            )
+            return open_waitk(ctx.model, ctx.start_job, request, allow_async=True)
 
-        return AsyncWaitkStream(open_when_idle, source)
+        return AsyncWaitkStream(open_when_idle, request.source)
 
     def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:
         ctx = self.context
