@@ -75,7 +75,8 @@ def test_live_stdin_source_on_the_default_model(smollm2_path):
             proc.stdin.write(f"{word} ".encode())
             proc.stdin.flush()
             time.sleep(0.1)
-        proc.stdin.close()
+        proc.stdin.close()  # the source ends
+        proc.stdin = None  # communicate() must not flush it again
         out, err = proc.communicate(timeout=200)
     finally:
         if proc.poll() is None:

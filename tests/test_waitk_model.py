@@ -17,7 +17,7 @@ from mullama.waitk import DEFAULT_INSTRUCTION, chat_prompt_builder
 
 pytestmark = pytest.mark.timeout(300)
 
-SOURCE = "The old man walked slowly to the market to buy fresh bread today"
+SOURCE = "The old man walked slowly to the market to buy fresh bread"
 assert len(SOURCE.split()) == 12
 GREEDY = {"temperature": 0.0, "repeat_penalty": 1.0, "timeout_ms": 120_000}
 
@@ -65,7 +65,7 @@ def test_no_replacement_character_and_no_stop_prefix(default_model):
     ctx = Context(default_model)
     stop = "\n\n"
     stream = ctx.generate_stream_waitk(
-        SOURCE, wait_k=3, max_new_words=6, max_tokens=32, stop_sequences=[stop], **GREEDY
+        SOURCE, wait_k=3, max_new_words=4, max_tokens=24, stop_sequences=[stop], **GREEDY
     )
     with stream:
         events = list(stream)
@@ -86,19 +86,23 @@ def test_each_word_starts_as_a_fresh_forward_pass_would(default_model, run_k2):
     build = chat_prompt_builder(default_model.chat_ids, DEFAULT_INSTRUCTION)
     words = SOURCE.split()
     target: list[int] = []
+    word = 1
     starts_word = True
     checked = 0
     for event in events:
         if event.token is None or event.token in default_model.end_of_generation_ids:
             continue
-        if starts_word and checked < 4:
+        # Words 2 and 3: each comes after a read that trimmed the cache and re-fed the
+        # target (each check is a full forward pass: slow on a CPU host).
+        if starts_word and word in (2, 3):
             ids = build(" ".join(words[: event.source_words_read])) + target
             logits = np.asarray(default_model.logits(ids)[-1])
             assert logits[event.token] >= logits.max() - 0.05, (checked, event.text)
             checked += 1
         target.append(event.token)
         starts_word = event.word_complete
-    assert checked >= 2
+        word += int(event.word_complete)
+    assert checked == 2
 
 
 def test_break_stops_the_generation(default_model):
@@ -139,17 +143,17 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 @pytest.mark.anyio
 async def test_async_source_on_the_default_model(default_model):
     async def arriving_async():
-        for word in SOURCE.split()[:4]:
+        for word in SOURCE.split()[:3]:
             await anyio.sleep(0.05)
             yield word + " "
 
     ctx = AsyncContext(default_model)
     stream = ctx.generate_stream_waitk(
-        arriving_async(), wait_k=1, max_new_words=3, max_tokens=16, **GREEDY
+        arriving_async(), wait_k=1, max_new_words=2, max_tokens=12, **GREEDY
     )
     async with stream:
         events = [event async for event in stream]
     metrics = stream.metrics
     assert metrics is not None
-    assert metrics.delays == [1, 2, 3][: len(metrics.delays)]
+    assert metrics.delays == [1, 2][: len(metrics.delays)]
     assert events[-1].finish_reason is not None
