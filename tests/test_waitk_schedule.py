@@ -389,3 +389,34 @@ async def test_async_break_stops_the_job_and_closes_the_source():
     with anyio.fail_after(5):
         await closed.wait()
     assert stream.job.join(5)
+
+
+# -- the entry points ------------------------------------------------------------------------
+def test_context_and_async_context_take_waitk_requests_arguments():
+    import inspect
+
+    from mullama import AsyncContext, Context
+
+    expected = list(inspect.signature(waitk_request).parameters.values())
+    for method in (Context.generate_stream_waitk, AsyncContext.generate_stream_waitk):
+        params = list(inspect.signature(method).parameters.values())
+        assert params[0].name == "self" and params[1:] == expected
+
+
+def test_events_carry_the_token_events_fields():
+    events, _, _, _ = run(source_text(3), 2, 2)
+    event = events[0]
+    for name in (
+        "text",
+        "token",
+        "id",
+        "logprob",
+        "top_logprobs",
+        "finish_reason",
+        "stop_sequence",
+        "prompt_tokens",
+        "generation_tokens",
+        "elapsed",
+    ):
+        assert getattr(event, name) == getattr(event.token_event, name)
+    assert event.prompt_tokens == 1 + 2 + 1  # INSTR, the first k source words, SEP

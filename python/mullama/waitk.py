@@ -737,6 +737,43 @@ class WaitkEvent:
     def stop_sequence(self) -> str | None:
         return self.token_event.stop_sequence
 
+    @property
+    def id(self) -> int | None:
+        return self.token_event.id
+
+    @property
+    def top_logprobs(self) -> list[tuple[int, float]]:
+        return self.token_event.top_logprobs
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Tokens of the first prompt (instruction and the first k source words)."""
+        return self.token_event.prompt_tokens
+
+    @property
+    def prompt_tps(self) -> float:
+        return self.token_event.prompt_tps
+
+    @property
+    def generation_tokens(self) -> int:
+        return self.token_event.generation_tokens
+
+    @property
+    def generation_tps(self) -> float:
+        return self.token_event.generation_tps
+
+    @property
+    def time_to_first_token(self) -> float | None:
+        return self.token_event.time_to_first_token
+
+    @property
+    def elapsed(self) -> float:
+        return self.token_event.elapsed
+
+    @property
+    def peak_memory(self) -> float:
+        return self.token_event.peak_memory
+
 
 class WaitkEvents:
     """Turns core events into WaitkEvents with the job's marks, and keeps the schedule seen

@@ -134,7 +134,7 @@ def _write(stream: Any, out: TextOut, *, verbose: bool) -> int:
         metrics = stream.metrics
         status(latency_line(metrics))
         if last is not None:
-            status(stats_line(last.token_event, finish_reason))
+            status(stats_line(last, finish_reason))
     return ExitCode.OK
 
 
