@@ -420,3 +420,20 @@ def test_events_carry_the_token_events_fields():
     ):
         assert getattr(event, name) == getattr(event.token_event, name)
     assert event.prompt_tokens == 1 + 2 + 1  # INSTR, the first k source words, SEP
+
+
+def test_a_consumer_that_stops_reading_parks_the_job():
+    config = StreamConfig(max_tokens=2000, timeout_ms=20_000, buffer_size=4)
+    stream, _, _ = start(source_text(50), 1, 60, config=config)
+    with stream:
+        first = next(stream)
+        assert first.text
+        time.sleep(0.3)
+        parked_at = stream.job.tokens_computed
+        time.sleep(0.3)
+        assert stream.job.tokens_computed == parked_at
+        # The buffer's 4 events, the one being pushed, the held token and at most one more.
+        assert parked_at <= 1 + 4 + 3
+        rest = list(stream)
+    assert rest[-1].finish_reason == "stop"
+    assert stream.metrics.target_words == 60
