@@ -15,13 +15,9 @@ import anyio
 
 from mullama._core import ConfigError, TokenStream
 from mullama.aio.stream import AsyncTokenStream
-from mullama.waitk import (
-    Source,
-    WaitkEvent,
-    WaitkEvents,
-    WaitkMetrics,
-    pump_async_source,
-)
+from mullama.waitk.events import WaitkEvent, WaitkEvents
+from mullama.waitk.metrics import WaitkMetrics
+from mullama.waitk.source import Source, pump_async_source
 
 WaitkOpener = Callable[[], Awaitable[tuple[TokenStream, WaitkEvents, str]]]
 
