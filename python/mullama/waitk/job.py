@@ -189,20 +189,20 @@ class WaitkJob(GenerationJob):
             return False
         self._held = out
         if boundary is not None:
-            # The word ends inside this token; what follows the whitespace, if anything,
-            # starts the next word (a token holding both is kept whole).
-            return self._complete_held(next_open=has_text(text[boundary:]))
+            # The word ends inside this token. Text after the whitespace (a token holding the
+            # start of the next word too, rare) stays with this word: a token is not split.
+            return self._complete_held()
         self._word_open = self._word_open or has_text(text)
         if self._word_tokens >= self.settings.max_tokens_per_word:
             return self._complete_held()
         return True
 
-    def _complete_held(self, next_open: bool = False) -> bool:
+    def _complete_held(self) -> bool:
         """The held token ends the current word: push it marked complete."""
         self._written += 1
         ok = self._push_held(True)
-        self._word_open = next_open
-        self._word_tokens = 1 if next_open else 0
+        self._word_open = False
+        self._word_tokens = 0
         return ok
 
     def _push_held(self, complete: bool) -> bool:
