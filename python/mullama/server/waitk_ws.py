@@ -162,7 +162,8 @@ class _WaitkSession:
                             )
 
             tg.start_soon(read_client)
-            await self._stream_words(stream, lambda: cancelled)
+            async with served.slot():  # counts against --max-concurrent like any generation
+                await self._stream_words(stream, lambda: cancelled)
             tg.cancel_scope.cancel()
 
     async def _stream_words(self, stream: Any, cancelled: Any) -> None:
