@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["server_fixtures"]
 pytestmark = pytest.mark.timeout(240)
 
 MULLAMA = str(Path(sys.executable).with_name("mullama"))
@@ -89,3 +90,25 @@ def test_live_stdin_source_on_the_default_model(smollm2_path):
     assert marks and marks == [min(2 + t - 1, 7) for t in range(1, len(marks) + 1)]
     assert "average lagging" in stderr
     assert "tokens recomputed per source word" in stderr
+
+
+def test_prompt_words_are_the_source(tiny_model_path):
+    proc = mullama(
+        "run",
+        "--model",
+        str(tiny_model_path),
+        "--wait-k",
+        "2",
+        "--max-new-words",
+        "3",
+        "--max-tokens-per-word",
+        "2",
+        "--temperature",
+        "0",
+        "--verbose",
+        "one two three four five",
+    )
+    assert proc.returncode == 0, proc.stderr
+    marks = [int(n) for n in re.findall(r"\[read (\d+) source words\]", proc.stderr)]
+    assert marks == [2, 3, 4]
+    assert "average lagging" in proc.stderr and "generation:" in proc.stderr
