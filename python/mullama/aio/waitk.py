@@ -7,7 +7,7 @@ source needs `async with stream:` around the loop; a str or a plain iterable doe
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -52,7 +52,9 @@ class AsyncWaitkStream:
             assert self._events is not None
             self._tasks = anyio.create_task_group()
             await self._tasks.__aenter__()
-            self._tasks.start_soon(pump_async_source, self._source, self._events.job.words)
+            source = self._source
+            assert isinstance(source, AsyncIterable)
+            self._tasks.start_soon(pump_async_source, source, self._events.job.words)
         return self
 
     async def __aexit__(

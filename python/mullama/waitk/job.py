@@ -114,18 +114,12 @@ class WaitkJob(GenerationJob):
                 out, text, _ = carried
                 carried = None
             else:
-                with self.forward_lock:
-                    if len(self.sequence.cached_ids) >= self.sequence.n_ctx:
-                        out = None
-                    else:
-                        step = StepRequest(self.sequence, feed, self.top_logprobs)
-                        out = self.engine.step([step]).result()[0]
-                        self.tokens_computed += 1
-                        self.producer.set_peak_memory(self.engine.peak_memory())
+                sampled = self._step(feed)
                 feed = None
-                if out is None:  # the context is full
+                if sampled is None:  # the context is full
                     self._end("length", None)
                     return
+                out = sampled
                 if out.token in self.end_of_generation_ids:
                     self._end("stop", out.token)
                     return
@@ -147,6 +141,18 @@ class WaitkJob(GenerationJob):
             if self.should_stop():
                 return
 
+    def _step(self, feed: list[int] | None) -> StepOutput | None:
+        """Samples the next token (feeding `feed`, or the last sampled token); None when the
+        context is full."""
+        with self.forward_lock:
+            if len(self.sequence.cached_ids) >= self.sequence.n_ctx:
+                return None
+            step = StepRequest(self.sequence, feed, self.top_logprobs)
+            out = self.engine.step([step]).result()[0]
+            self.tokens_computed += 1
+            self.producer.set_peak_memory(self.engine.peak_memory())
+        return out
+
     def _read_through(self, n: int) -> list[int] | None:
         """Reads source words up to `n`: rebuilds the prompt, feeds what the cache lacks.
         Returns the ids the next step feeds; None if told to stop meanwhile."""
@@ -156,8 +162,10 @@ class WaitkJob(GenerationJob):
                 f"the wait-k prompt ({len(ids)} tokens after {n} source words) does not fit "
                 f"in the context of {self.sequence.n_ctx} tokens"
             )
-            err.prompt_tokens = len(ids)
-            err.n_ctx = self.sequence.n_ctx
+            # The attributes Context's own ContextLengthError carries.
+            err.prompt_tokens = len(ids)  # type: ignore[attr-defined]
+            err.max_tokens = self.config.max_tokens  # type: ignore[attr-defined]
+            err.n_ctx = self.sequence.n_ctx  # type: ignore[attr-defined]
             raise err
         with self.forward_lock:
             todo = self.sequence.reuse_prefix(ids)
