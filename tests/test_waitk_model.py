@@ -61,21 +61,37 @@ def test_reads_recompute_less_than_a_full_reprefill(run_k2):
         assert read.tokens_fed < read.prompt_tokens
 
 
-def test_no_replacement_character_and_no_stop_prefix(default_model):
+def test_no_replacement_character(run_k2):
+    events, _ = run_k2
+    assert all("\ufffd" not in e.text for e in events)
+
+
+def test_a_stop_across_a_word_boundary_shows_no_part_of_it(default_model, run_k2):
+    # Greedy decoding and an exact schedule make the same tokens again: stop on text that
+    # spans the end of word 2 and the start of word 3 of the run above.
+    events, _ = run_k2
+    words, text = [], ""
+    for event in events:
+        text += event.text
+        if event.word_complete:
+            words.append(text)
+            text = ""
+    assert len(words) >= 3, words
+    whole = "".join(words)
+    stop = words[1][-2:] + words[2][:3]
+    cut = whole.find(stop)
+    assert cut >= len(words[0]), (stop, whole)
     ctx = Context(default_model)
-    stop = "\n\n"
     stream = ctx.generate_stream_waitk(
-        SOURCE, wait_k=3, max_new_words=4, max_tokens=24, stop_sequences=[stop], **GREEDY
+        SOURCE, wait_k=2, max_new_words=8, max_tokens=48, stop_sequences=[stop], **GREEDY
     )
     with stream:
-        events = list(stream)
-    for event in events:
-        assert "\ufffd" not in event.text
-        assert stop not in event.text
-    text = "".join(e.text for e in events)
-    assert stop not in text
-    if events[-1].finish_reason != "stop" or stream.stop_sequence is None:
-        assert not text.endswith("\n"), "a stop's prefix was left at the end"
+        stopped = list(stream)
+    assert stream.stop_sequence == stop
+    shown = "".join(e.text for e in stopped)
+    assert shown == whole[:cut]
+    for event in stopped:
+        assert "\ufffd" not in event.text and stop not in event.text
 
 
 def test_each_word_starts_as_a_fresh_forward_pass_would(default_model, run_k2):
