@@ -148,11 +148,11 @@ def test_a_read_feeds_only_the_new_source_the_separator_and_the_target():
         assert read.prompt_tokens == len(model.prompts[i + 1]) + target_tokens
     assert metrics.tokens_recomputed_per_source_word < metrics.full_reprefill_per_source_word
     # Everything the engine ran: the first prompt, the reads, one step per sampled token
-    # (the dropped ones included: one per read).
+    # (EOS included), and per read the dropped token and the step in flight that fed it,
+    # plus the step in flight behind EOS.
     sampled = sum(1 for e in events if e.token is not None)
-    assert engine.fed == metrics.first_prompt_tokens - 1 + sum(
-        r.tokens_fed - 1 for r in reads
-    ) + sampled + len(reads)
+    prompts = metrics.first_prompt_tokens - 1 + sum(r.tokens_fed - 1 for r in reads)
+    assert engine.fed == prompts + sampled + 2 * len(reads) + 1
 
 
 # -- limits, stops, errors ------------------------------------------------------------------

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mullama._core import ConfigError, ContextLengthError, StreamConfig, TokenProducer
-from mullama.engines.base import Engine, EngineSequence, SamplerSettings, StepOutput, StepRequest
+from mullama.engines.base import (
+    Engine,
+    EngineSequence,
+    SamplerSettings,
+    StepHandle,
+    StepOutput,
+    StepRequest,
+)
 from mullama.producer import GenerationJob
 from mullama.waitk.metrics import ReadRecord
 from mullama.waitk.request import WaitkSettings
@@ -94,6 +101,10 @@ class WaitkJob(GenerationJob):
     def _write_target(self) -> None:
         carried: tuple[StepOutput, str, Any] | None = None  # a sampled token not yet placed
         feed: list[int] | None = None
+        # One step stays in flight, as in GenerationJob: the next token computes while this
+        # one is placed. A read drops it (it was sampled without the new source words) and
+        # the token it fed is trimmed from the cache by the read's reuse_prefix.
+        pending: StepHandle | None = None
         k = self.settings.wait_k
         while True:
             if self._read < k + self._written:
@@ -107,6 +118,7 @@ class WaitkJob(GenerationJob):
                         # It was sampled before these words were read: sample it again.
                         self._decoder.setstate(carried[2])
                         carried = None
+                    pending = None
                     feed = self._read_through(n)
                     if feed is None:
                         return
@@ -114,12 +126,19 @@ class WaitkJob(GenerationJob):
                 out, text, _ = carried
                 carried = None
             else:
-                sampled = self._step(feed)
-                feed = None
-                if sampled is None:  # the context is full
-                    self._end("length", None)
-                    return
-                out = sampled
+                if pending is None:
+                    with self.forward_lock:
+                        pending = self._start_step(feed)
+                    feed = None
+                    if pending is None:  # the context is full
+                        self._end("length", None)
+                        return
+                with self.forward_lock:
+                    ahead = None if self.should_stop() else self._start_step(None)
+                    out = pending.result()[0]
+                    self.tokens_computed += 1
+                    self.producer.set_peak_memory(self.engine.peak_memory())
+                pending = ahead
                 if out.token in self.end_of_generation_ids:
                     self._end("stop", out.token)
                     return
@@ -141,17 +160,12 @@ class WaitkJob(GenerationJob):
             if self.should_stop():
                 return
 
-    def _step(self, feed: list[int] | None) -> StepOutput | None:
-        """Samples the next token (feeding `feed`, or the last sampled token); None when the
-        context is full."""
-        with self.forward_lock:
-            if len(self.sequence.cached_ids) >= self.sequence.n_ctx:
-                return None
-            step = StepRequest(self.sequence, feed, self.top_logprobs)
-            out = self.engine.step([step]).result()[0]
-            self.tokens_computed += 1
-            self.producer.set_peak_memory(self.engine.peak_memory())
-        return out
+    def _start_step(self, feed: list[int] | None) -> StepHandle | None:
+        """Queues a step that feeds `feed` (None: the last sampled token) and samples the next
+        token; None when the context is full. The caller holds the forward lock."""
+        if len(self.sequence.cached_ids) >= self.sequence.n_ctx:
+            return None
+        return self.engine.step([StepRequest(self.sequence, feed, self.top_logprobs)])
 
     def _read_through(self, n: int) -> list[int] | None:
         """Reads source words up to `n`: rebuilds the prompt, feeds what the cache lacks.
