@@ -11,7 +11,8 @@ the longest common prefix (instruction and old source), so only the new source w
 template's closing tokens and the target so far are fed again. A target word is complete at
 the first whitespace after its text (or at the end of generation, or after
 max_tokens_per_word tokens); when a word ends at a token that starts the next word and the
-schedule asks for a read first, that token is dropped and sampled again after the read.
+schedule asks for a read first, that token (already fed by the step in flight) is trimmed
+with the rest of the old prompt's tail and sampled again after the read.
 
 Tokens travel through one core stream (exact stops, UTF-8, deadline, backpressure); the job
 holds each token back until the next one shows whether it ends its word, and tells the
