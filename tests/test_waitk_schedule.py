@@ -34,8 +34,8 @@ pytestmark = pytest.mark.timeout(60)
 CONFIG = StreamConfig(max_tokens=400, timeout_ms=20_000)
 
 
-def start(source, k, target_words, *, separator=".", config=CONFIG, **limits):
-    engine = ScriptedEngine(target_words, separator=separator)
+def start(source, k, target_words, *, separator=".", config=CONFIG, run_ahead=True, **limits):
+    engine = ScriptedEngine(target_words, separator=separator, run_ahead=run_ahead)
     model = ScriptedModel(engine)
     runner = JobRunner(engine)
     request = waitk_request(source, k, "Translate:", config=config, **limits)
@@ -73,10 +73,11 @@ def run(source, k, target_words, **kwargs):
         (5, 7, 6),  # the source ends while the target goes on
     ],
 )
-def test_schedule_over_a_live_source(k, source_words, target_words):
+@pytest.mark.parametrize("run_ahead", [True, False], ids=["steps-run-ahead", "synchronous"])
+def test_schedule_over_a_live_source(k, source_words, target_words, run_ahead):
     # Chunks of 3, 1, 5 and 2 characters: most words arrive split across chunks.
     source = chunked(source_text(source_words) + " ", [3, 1, 5, 2], delay_s=0.005)
-    events, stream, _, _ = run(source, k, target_words)
+    events, stream, _, _ = run(source, k, target_words, run_ahead=run_ahead)
     expected = expected_words(k, source_words, target_words)
     assert words_of(events) == expected
     assert stream.metrics.delays == [d for d, _ in expected]
@@ -134,8 +135,9 @@ def test_source_words_read_never_runs_ahead_of_arrivals():
 
 
 # -- KV reuse ----------------------------------------------------------------------------------
-def test_a_read_feeds_only_the_new_source_the_separator_and_the_target():
-    events, stream, engine, model = run(source_text(10), 3, 10)
+@pytest.mark.parametrize("run_ahead", [True, False], ids=["steps-run-ahead", "synchronous"])
+def test_a_read_feeds_only_the_new_source_the_separator_and_the_target(run_ahead):
+    events, stream, engine, model = run(source_text(10), 3, 10, run_ahead=run_ahead)
     metrics = stream.metrics
     reads = metrics.reads
     # Reads after the first: one per target word until the source is read (words 2..8).
@@ -148,11 +150,12 @@ def test_a_read_feeds_only_the_new_source_the_separator_and_the_target():
         assert read.prompt_tokens == len(model.prompts[i + 1]) + target_tokens
     assert metrics.tokens_recomputed_per_source_word < metrics.full_reprefill_per_source_word
     # Everything the engine ran: the first prompt, the reads, one step per sampled token
-    # (EOS included), and per read the dropped token and the step in flight that fed it,
-    # plus the step in flight behind EOS.
+    # (EOS included) and one per dropped token (one per read); with a step in flight also
+    # the steps that fed each dropped token and EOS.
     sampled = sum(1 for e in events if e.token is not None)
     prompts = metrics.first_prompt_tokens - 1 + sum(r.tokens_fed - 1 for r in reads)
-    assert engine.fed == prompts + sampled + 2 * len(reads) + 1
+    in_flight = len(reads) + 1 if run_ahead else 0
+    assert engine.fed == prompts + sampled + len(reads) + in_flight
 
 
 # -- limits, stops, errors ------------------------------------------------------------------

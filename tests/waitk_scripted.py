@@ -87,8 +87,15 @@ class ScriptedEngine(Engine):
     name = "scripted"
 
     def __init__(
-        self, target_words: int, *, separator: str = ".", step_delay_s: float = 0.0
+        self,
+        target_words: int,
+        *,
+        separator: str = ".",
+        step_delay_s: float = 0.0,
+        run_ahead: bool = True,
     ) -> None:
+        self.steps_run_ahead = run_ahead
+        """Whether the job keeps a step in flight (as on MLX) or steps after each token."""
         self.target_words = target_words
         self.separator = separator
         self.step_delay_s = step_delay_s

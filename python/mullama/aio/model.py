@@ -7,6 +7,7 @@ and tokens reach the loop through `AsyncTokenStream`.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -67,10 +68,18 @@ class AsyncModel(_WholeReplies):
         self.model = model
 
     @classmethod
-    async def load(cls, path: str | os.PathLike[str] | None = None) -> AsyncModel:
-        """Loads like `Model.load(path)`, in a worker thread so the event loop keeps running."""
-        # Loading runs MLX: keep it on a long-lived thread (see run_on_producer_thread).
-        model = await anyio.to_thread.run_sync(run_on_producer_thread, Model.load, path)
+    async def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | None = None,
+        n_ctx: int | None = None,
+    ) -> AsyncModel:
+        """Loads like `Model.load(path, engine=..., n_ctx=...)`, in a worker thread so the
+        event loop keeps running."""
+        # Loading may run MLX: keep it on a long-lived thread (see run_on_producer_thread).
+        load = functools.partial(Model.load, path, engine=engine, n_ctx=n_ctx)
+        model = await anyio.to_thread.run_sync(run_on_producer_thread, load)
         return cls(model)
 
     def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from mullama.cli.exit_codes import UsageError
-from mullama.cli.output import loading_line
+from mullama.cli.output import loading_line, status
 from mullama.cli.parser import config_overrides
 
 
@@ -18,8 +18,12 @@ def load_model(args: argparse.Namespace) -> tuple[str, Any]:
     from mullama.model import Model  # imports MLX: not needed for --help or usage errors
 
     resolved = resolve(args.model)
-    with loading_line(resolved.name, verbose=getattr(args, "verbose", False)):
-        return resolved.name, Model.load(resolved.path)
+    verbose = getattr(args, "verbose", False)
+    with loading_line(resolved.name, verbose=verbose):
+        model = Model.load(resolved.path, engine=getattr(args, "engine", None))
+    if verbose:
+        status(f"engine: {model.engine.describe()}")
+    return resolved.name, model
 
 
 def make_config(args: argparse.Namespace) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 from mullama import __version__
 from mullama.cli.waitk_options import add_waitk_options
+from mullama.engines.choice import DEFAULT_ENGINE, ENGINE_ENV, ENGINES
 from mullama.server import defaults as serve_defaults
 
 # The CLI's deadline for one reply: none. A person at the terminal stops a reply with
@@ -46,7 +47,17 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="model name (see `mullama list`), GGUF file or MLX folder "
         "(default: the built-in smollm2)",
     )
+    _add_engine(parser)
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+
+
+def _add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=f"the forward pass (default: ${ENGINE_ENV} or {DEFAULT_ENGINE}: MLX on a GPU, "
+        "llama.cpp on CPU-only hosts)",
+    )
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +101,7 @@ def _add_chat_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mullama",
-        description="Stream text from local models (GGUF or MLX) on MLX.",
+        description="Stream text from local models (GGUF or MLX) on MLX or llama.cpp.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 model load, 4 timeout, "
         "5 prompt too long, 130 interrupted.",
     )
@@ -143,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="a model's architecture, size and context length")
     show.add_argument("name", metavar="MODEL", help="model name, GGUF file or MLX folder")
+    _add_engine(show)
     show.add_argument("--debug", action="store_true", help="print tracebacks on errors")
 
     serve = commands.add_parser(

@@ -46,7 +46,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     status(
         f"serving {name} on http://{host}:{port} (OpenAI: /v1, Ollama: /api, "
-        "WebSocket: /v1/ws); Ctrl+C to stop"
+        f"WebSocket: /v1/ws) with {model.engine.describe()}; Ctrl+C to stop"
     )
     run_server(app, sock=sock, log_level=args.log_level)
     status("stopped")

@@ -128,9 +128,34 @@ class Engine(ABC):
     name: str
     """"mlx" or "llama.cpp"."""
 
+    steps_run_ahead: bool = False
+    """Whether `step` returns before its compute is done (MLX's lazy graphs): the producer
+    then queues the next step before reading a token, so the device never waits on Python.
+    A synchronous engine's token is handed out first, so the consumer never waits for the
+    step after it."""
+
+    prefill_chunk: int | None = None
+    """A fixed prompt chunk length, for engines whose numerics depend on how a prompt is
+    split (llama.cpp's kernels differ by batch size: chunks sized by the clock made greedy
+    text differ from run to run). None: the producer sizes chunks by time."""
+
+    reason: str = ""
+    """Why this engine runs the model (set by `Model.load`'s choice, e.g. "auto: no GPU for
+    MLX; llama.cpp is faster on CPU")."""
+
     @property
     @abstractmethod
     def n_ctx_train(self) -> int: ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The most tokens one sequence may hold (a Context's default and maximum n_ctx)."""
+        return self.n_ctx_train
+
+    @property
+    def device(self) -> str:
+        """Where the forward pass runs, for people: "cpu", "Metal", "CUDA"."""
+        return "cpu"
 
     @property
     @abstractmethod
@@ -160,5 +185,17 @@ class Engine(ABC):
         """Peak memory the engine has used, in bytes (0 if it cannot tell)."""
         return 0
 
+    def n_params(self) -> int | None:
+        """How many weights the model has (None if the engine cannot tell)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - engines that hold nothing keep the default
         """Releases the weights and every sequence."""
+
+    def describe(self) -> str:
+        """One line for people: "llama.cpp on cpu (auto: no GPU for MLX; ...)"."""
+        line = f"{self.name} on {self.device}"
+        return f"{line} ({self.reason})" if self.reason else line
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"

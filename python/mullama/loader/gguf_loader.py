@@ -34,7 +34,30 @@ from mullama.loader.quant import (
 SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHITECTURES))
 
 
-def load_gguf(path: str | Path, *, keep_quantized: bool = True) -> LoadedModel:
+def open_gguf(path: str | Path) -> GgufFile:
+    """The parsed header of the GGUF file at `path`; ModelLoadError naming the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelLoadError(f"not a GGUF file (is a directory or special file): {path}")
+    return GgufFile.open(path)
+
+
+def mlx_unsupported(gguf: GgufFile) -> str | None:
+    """Why the MLX loader cannot map this GGUF file (its architecture or a tensor type),
+    or None when it can."""
+    try:
+        architecture_spec(gguf)
+        for info in gguf.tensors:
+            if info.name not in IGNORED_TENSORS:
+                check_supported(info.name, info.type)
+    except ModelLoadError as exc:
+        return str(exc)
+    return None
+
+
+def load_gguf(path: str | Path | GgufFile, *, keep_quantized: bool = True) -> LoadedModel:
     """Load a GGUF model. Raises ModelLoadError naming the problem for a missing or
     malformed file, an unsupported architecture or an unsupported tensor type.
 
@@ -43,13 +66,10 @@ def load_gguf(path: str | Path, *, keep_quantized: bool = True) -> LoadedModel:
     kernels for prompt processing when MLX uses an optimized BLAS.
 
     The header is parsed once, by the core's reader; the result travels on as
-    `LoadedModel.gguf` so that the tokenizer is built from it without a second parse."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}")
-    if not path.is_file():
-        raise ModelLoadError(f"not a GGUF file (is a directory or special file): {path}")
-    gguf = GgufFile.open(path)
+    `LoadedModel.gguf` so that the tokenizer is built from it without a second parse
+    (pass an already parsed GgufFile to reuse its parse)."""
+    gguf = path if isinstance(path, GgufFile) else open_gguf(path)
+    path = Path(gguf.path)
     spec = architecture_spec(gguf)
 
     tensors = {t.name: t for t in gguf.tensors if t.name not in IGNORED_TENSORS}

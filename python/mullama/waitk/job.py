@@ -101,9 +101,12 @@ class WaitkJob(GenerationJob):
     def _write_target(self) -> None:
         carried: tuple[StepOutput, str, Any] | None = None  # a sampled token not yet placed
         feed: list[int] | None = None
-        # One step stays in flight, as in GenerationJob: the next token computes while this
-        # one is placed. A read drops it (it was sampled without the new source words) and
-        # the token it fed is trimmed from the cache by the read's reuse_prefix.
+        # On an engine whose steps run ahead (MLX), one step stays in flight as in
+        # GenerationJob: the next token computes while this one is placed. A read drops it
+        # (it was sampled without the new source words) and the token it fed is trimmed
+        # from the cache by the read's reuse_prefix. A synchronous engine (llama.cpp) steps
+        # after the token went out.
+        run_ahead = self.engine.steps_run_ahead
         pending: StepHandle | None = None
         k = self.settings.wait_k
         while True:
@@ -134,7 +137,7 @@ class WaitkJob(GenerationJob):
                         self._end("length", None)
                         return
                 with self.forward_lock:
-                    ahead = None if self.should_stop() else self._start_step(None)
+                    ahead = self._start_step(None) if run_ahead and not self.should_stop() else None
                     out = pending.result()[0]
                     self.tokens_computed += 1
                     self.producer.set_peak_memory(self.engine.peak_memory())
