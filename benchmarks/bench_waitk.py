@@ -5,6 +5,7 @@ Token counts do not depend on the machine's speed; the wall time column does (it
 prefill of the first prompt and every decode step).
 
     python benchmarks/bench_waitk.py [--k 1 3 5] [--source-words 12] [--max-new-words 10]
+                                     [--engine auto|mlx|llama.cpp]
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--source-words", type=int, default=12)
     parser.add_argument("--max-new-words", type=int, default=10)
+    parser.add_argument("--engine", default="auto")
     args = parser.parse_args()
     source = " ".join(SOURCE[: args.source_words])
-    model = Model.load()
+    model = Model.load(engine=args.engine)
     print(
-        f"wait-k on {model.path.name}: {args.source_words}-word source, at most "
+        f"wait-k on {model.path.name}, {model.engine.describe()}: {args.source_words}-word "
+        f"source, at most "
         f"{args.max_new_words} target words, greedy; load average {os.getloadavg()[0]:.1f}"
     )
     print(
