@@ -30,27 +30,16 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from mullama import MullamaError
 from mullama.server import common, params
-from mullama.server.auth import websocket_authorized
 from mullama.server.errors import APIError, bad_param, from_mullama_error
 from mullama.server.state import ServerState
+from mullama.server.websocket import error_event, serve_session
 
-POLICY_VIOLATION = 1008
 SOURCE_QUEUE = 16
 """Source chunks received and not yet taken by the policy's reader."""
 
 
 async def endpoint(websocket: WebSocket) -> None:
-    state: ServerState = websocket.app.state.mullama
-    if not websocket_authorized(websocket, state.api_key):
-        await websocket.close(code=POLICY_VIOLATION, reason="invalid or missing API key")
-        return
-    await websocket.accept()
-    session = _WaitkSession(websocket, state)
-    state.websockets.add(session)
-    try:
-        await session.run()
-    finally:
-        state.websockets.discard(session)
+    await serve_session(websocket, _WaitkSession)
 
 
 class _WaitkSession:
@@ -85,7 +74,7 @@ class _WaitkSession:
                 with anyio.CancelScope(shield=True):
                     if self.state.draining.is_set():
                         err = APIError(503, "the server is shutting down", code="shutting_down")
-                        await self.send(_error(self.request_id, err))
+                        await self.send(error_event(self.request_id, err))
                     await self.ws.close()
         finally:
             self.closed.set()
@@ -101,10 +90,10 @@ class _WaitkSession:
             options = _options(start)
             self.state.check_running()
         except APIError as err:
-            await self.send(_error(self.request_id, err))
+            await self.send(error_event(self.request_id, err))
             return
         except MullamaError as exc:
-            await self.send(_error(self.request_id, from_mullama_error(exc)))
+            await self.send(error_event(self.request_id, from_mullama_error(exc)))
             return
         from mullama.aio.model import AsyncContext  # imports the engine: only when used
 
@@ -122,7 +111,7 @@ class _WaitkSession:
             context = AsyncContext(served.model, served.n_ctx)
             stream = context.generate_stream_waitk(source(), **options)
         except MullamaError as exc:
-            await self.send(_error(self.request_id, from_mullama_error(exc)))
+            await self.send(error_event(self.request_id, from_mullama_error(exc)))
             return
         cancelled = False
         async with anyio.create_task_group() as tg:
@@ -141,7 +130,7 @@ class _WaitkSession:
                             text = message.get("text")
                             if not isinstance(text, str):
                                 await self.send(
-                                    _error(
+                                    error_event(
                                         self.request_id,
                                         bad_param("text", "a source message needs a 'text' string"),
                                     )
@@ -155,7 +144,7 @@ class _WaitkSession:
                             await stream.aclose()
                         else:
                             await self.send(
-                                _error(
+                                error_event(
                                     self.request_id,
                                     bad_param("type", "send 'source', 'end' or 'cancel'"),
                                 )
@@ -189,7 +178,7 @@ class _WaitkSession:
                         final = event
         except MullamaError as exc:
             if not cancelled():
-                await self.send(_error(self.request_id, common.failure(exc)))
+                await self.send(error_event(self.request_id, common.failure(exc)))
                 return
         metrics = final.metrics if final is not None else stream.metrics
         reason = "cancelled" if cancelled() else stream.finish_reason
@@ -215,7 +204,7 @@ class _WaitkSession:
             try:
                 return params.parse_json_object(raw, "the message")
             except APIError as err:
-                await self.send(_error(self.request_id, err))
+                await self.send(error_event(self.request_id, err))
 
 
 def _options(start: dict[str, Any]) -> dict[str, Any]:
@@ -237,11 +226,3 @@ def _options(start: dict[str, Any]) -> dict[str, Any]:
     overrides["max_tokens"] = params.integer(start, "max_tokens", 1)
     options.update({k: v for k, v in overrides.items() if v is not None})
     return options
-
-
-def _error(request_id: Any, err: APIError) -> dict[str, Any]:
-    return {
-        "type": "error",
-        "id": request_id,
-        "error": {"message": err.message, "code": err.code, "status": err.status},
-    }
