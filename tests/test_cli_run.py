@@ -48,7 +48,7 @@ def mullama(
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path: Path, engine_name: str) -> list[str]:
     """The tiny model's flags, on each engine in turn."""
-    return ["--model", str(tiny_model_path), "--engine", engine_name]
+    return ["--model", str(tiny_model_path), "--engine", engine_name, "--ctx-size", "8192"]
 
 
 def _stats_line(stderr: str) -> str:

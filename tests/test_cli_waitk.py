@@ -39,6 +39,7 @@ def mullama(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         (["--max-new-words", "3", "hello"], "--wait-k"),
         (["--wait-k", "2", "--source-file", "/nonexistent/source.txt"], "source-file"),
         (["--wait-k", "2", "--source-file", "-", "also a prompt"], "twice"),
+        (["--wait-k", "2", "--remote", "http://127.0.0.1:9", "-m", "x", "hi"], "--remote"),
     ],
 )
 def test_usage_errors_exit_2(args, message):

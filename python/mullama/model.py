@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from mullama._fairlock import FairLock
 from mullama.chat import Message, render_chat
 from mullama.engines.base import Engine
 from mullama.loader.info import ModelInfo, gguf_info
+
+if TYPE_CHECKING:
+    from mullama.remote import RemoteModel
 
 
 class Model:
@@ -93,6 +96,15 @@ class Model:
             template = tokenizer.chat_template
             specials = {}
         return cls(runner, info, tokenizer, template, specials)
+
+    @staticmethod
+    def connect(url: str, *, model: str, api_key: str | None = None, **options: Any) -> RemoteModel:
+        """A model on an OpenAI-compatible (http(s)://host/v1) or Ollama (ollama://host:port,
+        http://host:port/api) server, with a Context's generate_stream / generate / chat
+        (see mullama.remote)."""
+        from mullama.remote import connect
+
+        return connect(url, model=model, api_key=api_key, **options)
 
     # -- what the model is ---------------------------------------------------------------
     @property

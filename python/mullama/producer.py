@@ -234,8 +234,10 @@ class GenerationJob:
             part = ids[done : done + chunk]
             with self.forward_lock:
                 started = time.perf_counter()
-                self.engine.prefill(self.sequence, part)
+                fed_all = self.engine.prefill(self.sequence, part, self._should_stop)
                 took = time.perf_counter() - started
+            if not fed_all:
+                return False
             done += len(part)
             if not fixed:
                 rate = len(part) / max(took, 1e-6)

@@ -21,6 +21,7 @@ pub use event::{FinishReason, StreamStats, TokenEvent};
 pub use gguf::{GgufMetadata, GgufValue};
 pub use stop::StopScanner;
 pub use stream::{
-    token_stream, Batch, NextWithin, PushOutcome, TokenConsumer, TokenProducer, TryNext,
+    text_stream, token_stream, Batch, NextWithin, PushOutcome, TextProducer, TokenConsumer,
+    TokenProducer, TryNext,
 };
 pub use tokenizer::Tokenizer;

@@ -26,6 +26,8 @@ use crate::errors::{consumer_error, to_py_err};
 use crate::token::{bytes_to_gb, PyToken};
 use crate::vocab::{type_name, vocab_pieces, PyPieceTable};
 
+mod text;
+
 /// How long one blocking wait lasts before the consumer checks for Ctrl+C.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -89,6 +91,17 @@ fn seconds(value: f64, what: &str) -> PyResult<Duration> {
     })
 }
 
+/// The core's message for a producer's exception: its type and text.
+fn failure_message(exc: &Bound<'_, PyBaseException>) -> PyResult<String> {
+    let text = exc.str()?.to_string();
+    let kind = type_name(exc.as_any());
+    Ok(if text.is_empty() {
+        kind
+    } else {
+        format!("{kind}: {text}")
+    })
+}
+
 /// The push side of a stream. Every method may be called from any thread.
 #[pyclass(name = "TokenProducer", module = "mullama._core", frozen)]
 pub struct PyTokenProducer {
@@ -147,13 +160,7 @@ impl PyTokenProducer {
     /// Ends the stream with an error: the consumer raises GenerationError with `exc` as its
     /// `__cause__`.
     fn fail(&self, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
-        let text = exc.str()?.to_string();
-        let kind = type_name(exc.as_any());
-        let message = if text.is_empty() {
-            kind
-        } else {
-            format!("{kind}: {text}")
-        };
+        let message = failure_message(exc)?;
         *lock(&self.failure) = Some(exc.clone().unbind());
         self.inner.fail(message);
         Ok(())
@@ -596,5 +603,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenStream>()?;
     m.add_function(wrap_pyfunction!(open_stream, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_piece_producer, m)?)?;
+    text::register(m)?;
     Ok(())
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -24,6 +24,9 @@ from mullama.model import Model
 from mullama.producer import run_on_producer_thread
 from mullama.request import GenerationRequest, takes_request
 from mullama.waitk import WaitkRequest, open_waitk, takes_waitk_request
+
+if TYPE_CHECKING:
+    from mullama.remote import AsyncRemoteModel
 
 
 class _WholeReplies:
@@ -81,6 +84,15 @@ class AsyncModel(_WholeReplies):
         load = functools.partial(Model.load, path, engine=engine, n_ctx=n_ctx)
         model = await anyio.to_thread.run_sync(run_on_producer_thread, load)
         return cls(model)
+
+    @staticmethod
+    def connect(
+        url: str, *, model: str, api_key: str | None = None, **options: Any
+    ) -> AsyncRemoteModel:
+        """The async twin of `Model.connect` (see mullama.remote)."""
+        from mullama.remote import connect_async
+
+        return connect_async(url, model=model, api_key=api_key, **options)
 
     def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:
         return _wrap(Context(self.model).open_stream(request), request)

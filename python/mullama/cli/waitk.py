@@ -38,6 +38,13 @@ def check_waitk_flags(args: argparse.Namespace) -> None:
         raise UsageError("--wait-k lays the prompt out in the chat template: drop --raw")
     if args.system:
         raise UsageError("--wait-k takes --instruction TEXT, not --system")
+    if getattr(args, "remote", None) is not None:
+        raise UsageError(
+            "--wait-k trims the model's KV cache at each read: it runs on a local model, "
+            "not with --remote"
+        )
+    if getattr(args, "ledger", None):
+        raise UsageError("--ledger keeps a chat: it cannot be combined with --wait-k")
 
 
 def run_waitk(args: argparse.Namespace, argv: list[str]) -> int:

@@ -24,7 +24,7 @@ a sampled token joins it only when a later step feeds it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,9 +170,16 @@ class Engine(ABC):
     def new_sequence(self, n_ctx: int) -> EngineSequence: ...
 
     @abstractmethod
-    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+    def prefill(
+        self,
+        sequence: EngineSequence,
+        ids: Sequence[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
         """Feeds `ids` into the sequence's cache without sampling (one chunk: the caller
-        splits long prompts and checks for stop between chunks)."""
+        splits long prompts and checks for stop between chunks). An engine that can stop
+        inside a chunk polls `should_stop` meanwhile and returns False when it stopped
+        (the cache then holds the tokens fed before); True when all of `ids` went in."""
 
     @abstractmethod
     def step(self, requests: Sequence[StepRequest]) -> StepHandle: ...
