@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,10 +113,16 @@ class ScriptedEngine(Engine):
     def new_sequence(self, n_ctx: int) -> ScriptedSequence:
         return ScriptedSequence(n_ctx)
 
-    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+    def prefill(
+        self,
+        sequence: EngineSequence,
+        ids: Sequence[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
         assert isinstance(sequence, ScriptedSequence)
         sequence.ids.extend(ids)
         self.fed += len(ids)
+        return True
 
     def step(self, requests: Sequence[StepRequest]) -> StepHandle:
         outputs = []

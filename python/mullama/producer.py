@@ -234,7 +234,7 @@ class GenerationJob:
             part = ids[done : done + chunk]
             with self.forward_lock:
                 started = time.perf_counter()
-                fed_all = self.engine.prefill(self.sequence, part, self._should_stop)
+                fed_all = self.engine.prefill(self.sequence, part, self.should_stop)
                 took = time.perf_counter() - started
             if not fed_all:
                 return False
