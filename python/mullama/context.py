@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from mullama._core import ConfigError, ContextLengthError, StreamConfig, TokenStream, open_stream
 from mullama.chat import Message
+from mullama.engines.base import EngineSequence
 from mullama.model import Model
 from mullama.producer import GenerationJob
 from mullama.progress import ProgressTokenStream, with_progress
 from mullama.request import GenerationRequest, takes_request
+from mullama.waitk import WaitkRequest, WaitkStream, open_waitk, takes_waitk_request
+
+JobBuilder = Callable[[EngineSequence, Callable[[GenerationJob], None]], GenerationJob]
 
 
 @dataclass
@@ -169,27 +173,44 @@ class Context:
         """One assistant turn for `messages` (the model's chat template applies)."""
         return self.generate(None, config, messages=messages, **overrides)
 
+    @takes_waitk_request
+    def generate_stream_waitk(self, request: WaitkRequest) -> WaitkStream:
+        """Simultaneous generation with the wait-k policy (see `mullama.waitk`): `source` is
+        a str or an iterable of text chunks arriving over time; target word t is written
+        after min(wait_k + t - 1, |source|) source words. Streams WaitkEvents; the last one
+        carries the metrics (Average Lagging, tokens recomputed per source word)."""
+        stream, events, _ = open_waitk(self.model, self.start_job, request)
+        return WaitkStream(stream, events)
+
     def open_stream(self, request: GenerationRequest) -> TokenStream:
         """Starts `request` (ending a running generation first) and returns its core stream,
         without progress updates (the caller adds those for its own loop)."""
         ids = self.prompt_ids(request)
-        self.stop()
         producer, stream = open_stream(request.config, self.model.tokenizer)
-        job = GenerationJob(
-            self.model.engine,
-            self._sequence,
-            self.model.forward_lock,
-            ids,
-            request.config,
-            producer,
-            self.model.end_of_generation_ids,
-            request.top_logprobs,
-            self._job_exited,
+        self.start_job(
+            lambda sequence, on_exit: GenerationJob(
+                self.model.engine,
+                sequence,
+                self.model.forward_lock,
+                ids,
+                request.config,
+                producer,
+                self.model.end_of_generation_ids,
+                request.top_logprobs,
+                on_exit,
+            )
         )
+        return stream
+
+    def start_job(self, build: JobBuilder) -> GenerationJob:
+        """Ends the running generation, then starts the job `build(sequence, on_exit)` makes
+        on this Context's sequence (`on_exit` tells the Context when it is done)."""
+        self.stop()
+        job = build(self._sequence, self._job_exited)
         with self._job_lock:
             self._job = self._last_job = job
         job.start()
-        return stream
+        return job
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         """The token ids `request` feeds the model, fitted to the context (ContextLengthError

@@ -139,7 +139,7 @@ class GenerationJob:
         """How many prompt tokens had to run through the model (the rest were cached)."""
         self.tokens_computed = 0
         """Tokens the engine has sampled so far (the in-flight step not counted)."""
-        self._lock = forward_lock
+        self.forward_lock = forward_lock
         self._on_exit = on_exit
         self._abort: BaseException | None = None
         self._done = threading.Event()
@@ -164,7 +164,7 @@ class GenerationJob:
 
     def _run(self) -> None:
         try:
-            self._generate()
+            self.generate()
         except BaseException as exc:  # the consumer re-raises it as GenerationError
             self.sequence.invalidate()
             self.producer.fail(exc)
@@ -174,11 +174,14 @@ class GenerationJob:
                 self._on_exit(self)
             self._done.set()
 
-    def _should_stop(self) -> bool:
+    def should_stop(self) -> bool:
+        """Whether the job was cancelled or its stream has ended (the loop must return)."""
         return self._abort is not None or self.producer.stop_reason is not None
 
-    def _generate(self) -> None:
-        engine, seq, lock, producer = self.engine, self.sequence, self._lock, self.producer
+    def generate(self) -> None:
+        """The job's work, run once on a producer thread (a kind of generation overrides it;
+        an exception it raises fails the stream)."""
+        engine, seq, lock, producer = self.engine, self.sequence, self.forward_lock, self.producer
         producer.set_prompt_tokens(len(self.prompt_ids))
         with lock:
             todo = seq.reuse_prefix(self.prompt_ids)
@@ -187,7 +190,7 @@ class GenerationJob:
         # same split as a one-shot read of a short prompt) or its last token.
         fixed = engine.prefill_chunk
         tail = (len(todo) - 1) % fixed + 1 if fixed else 1
-        if not self._prefill(todo[:-tail]):
+        if not self.prefill(todo[:-tail]):
             return
         eog = self.end_of_generation_ids
         run_ahead = engine.steps_run_ahead
@@ -211,7 +214,7 @@ class GenerationJob:
                 return
             if not producer.push(out.token, out.logprob, out.top_logprobs):
                 return
-            if self._should_stop():
+            if self.should_stop():
                 return
             if not room:  # the context is full
                 producer.finish("length", None)
@@ -223,19 +226,19 @@ class GenerationJob:
                     ahead = engine.step([StepRequest(seq, None, self.top_logprobs)])
             pending = ahead
 
-    def _prefill(self, ids: list[int]) -> bool:
+    def prefill(self, ids: list[int]) -> bool:
         """Feeds `ids` in chunks of about PREFILL_CHUNK_S (or the engine's fixed chunk);
         False if told to stop meanwhile."""
         fixed = self.engine.prefill_chunk
         chunk = fixed or PREFILL_FIRST_CHUNK
         done = 0
         while done < len(ids):
-            if self._should_stop():
+            if self.should_stop():
                 return False
             part = ids[done : done + chunk]
-            with self._lock:
+            with self.forward_lock:
                 started = time.perf_counter()
-                fed_all = self.engine.prefill(self.sequence, part, self._should_stop)
+                fed_all = self.engine.prefill(self.sequence, part, self.should_stop)
                 took = time.perf_counter() - started
             if not fed_all:
                 return False
@@ -243,4 +246,4 @@ class GenerationJob:
             if not fixed:
                 rate = len(part) / max(took, 1e-6)
                 chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
-        return not self._should_stop()
+        return not self.should_stop()

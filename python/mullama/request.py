@@ -41,6 +41,15 @@ def build_config(config: StreamConfig | None, overrides: dict[str, Any]) -> Stre
     return base.replace(**overrides) if overrides else base
 
 
+def check_top_logprobs(top_logprobs: Any) -> None:
+    if (
+        not isinstance(top_logprobs, int)
+        or isinstance(top_logprobs, bool)
+        or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS
+    ):
+        raise ConfigError(f"invalid top_logprobs = {top_logprobs!r}: must be 0..{MAX_TOP_LOGPROBS}")
+
+
 def generation_request(
     prompt: str | Sequence[int] | None = None,
     config: StreamConfig | None = None,
@@ -68,12 +77,7 @@ def generation_request(
                 f"{type(messages).__name__}"
             )
         messages = list(messages)
-    if (
-        not isinstance(top_logprobs, int)
-        or isinstance(top_logprobs, bool)
-        or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS
-    ):
-        raise ConfigError(f"invalid top_logprobs = {top_logprobs!r}: must be 0..{MAX_TOP_LOGPROBS}")
+    check_top_logprobs(top_logprobs)
     progress_clock(on_progress, progress_interval_s)
     return GenerationRequest(
         prompt=prompt,
@@ -86,20 +90,23 @@ def generation_request(
 
 
 Owner = TypeVar("Owner")
+Request = TypeVar("Request")
 Result = TypeVar("Result")
 RequestArgs = ParamSpec("RequestArgs")
 
 
-def _with_signature_of(
-    builder: Callable[RequestArgs, GenerationRequest],
+def with_signature_of(
+    builder: Callable[RequestArgs, Request],
 ) -> Callable[
-    [Callable[[Owner, GenerationRequest], Result]],
+    [Callable[[Owner, Request], Result]],
     Callable[Concatenate[Owner, RequestArgs], Result],
 ]:
+    """Decorates `method(self, request)` into a method with `builder`'s arguments, which
+    builds (and checks) the request."""
     builder_params = list(inspect.signature(builder).parameters.values())
 
     def decorate(
-        method: Callable[[Owner, GenerationRequest], Result],
+        method: Callable[[Owner, Request], Result],
     ) -> Callable[Concatenate[Owner, RequestArgs], Result]:
         @functools.wraps(method)
         def public(self: Owner, *args: RequestArgs.args, **kwargs: RequestArgs.kwargs) -> Result:
@@ -115,6 +122,6 @@ def _with_signature_of(
     return decorate
 
 
-takes_request = _with_signature_of(generation_request)
+takes_request = with_signature_of(generation_request)
 """Decorates `method(self, request)` into `method(self, prompt=None, config=None, *, ...)`
 with `generation_request`'s keyword arguments (and its checks)."""

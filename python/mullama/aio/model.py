@@ -17,11 +17,13 @@ import anyio.to_thread
 
 from mullama._core import ConfigError, StreamConfig
 from mullama.aio.stream import AsyncTokenStream
+from mullama.aio.waitk import AsyncWaitkStream
 from mullama.chat import Message
 from mullama.context import Context, GenerationResult, ResultCollector
 from mullama.model import Model
 from mullama.producer import run_on_producer_thread
 from mullama.request import GenerationRequest, takes_request
+from mullama.waitk import WaitkRequest, open_waitk, takes_waitk_request
 
 if TYPE_CHECKING:
     from mullama.remote import AsyncRemoteModel
@@ -133,6 +135,20 @@ class AsyncContext(_WholeReplies):
     async def reset(self) -> None:
         """Forgets the cached conversation (waits for a running generation in a thread)."""
         await anyio.to_thread.run_sync(self.context.reset)
+
+    @takes_waitk_request
+    def generate_stream_waitk(self, request: WaitkRequest) -> AsyncWaitkStream:
+        """The async twin of `Context.generate_stream_waitk`; `source` may also be an async
+        iterable of text chunks (then iterate inside `async with stream:`)."""
+        ctx = self.context
+
+        async def open_when_idle() -> Any:
+            if ctx.busy:
+                # Ending the previous generation joins its producer: off the event loop.
+                await anyio.to_thread.run_sync(ctx.stop)
+            return open_waitk(ctx.model, ctx.start_job, request, allow_async=True)
+
+        return AsyncWaitkStream(open_when_idle, request.source)
 
     def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:
         ctx = self.context

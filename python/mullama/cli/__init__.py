@@ -57,6 +57,11 @@ def _split_at_dashes(words: list[str]) -> tuple[list[str], list[str]]:
 
 def _dispatch(args, argv: list[str]) -> int:
     if args.command == "run":
+        from mullama.cli.waitk import check_waitk_flags, run_waitk
+
+        check_waitk_flags(args)
+        if args.wait_k is not None:
+            return run_waitk(args, argv)
         from mullama.cli.run import read_prompt, run, take_model_word
 
         take_model_word(args, argv)

@@ -7,6 +7,7 @@ from typing import Any
 
 from mullama import __version__
 from mullama.cli.remote_options import add_remote_options
+from mullama.cli.waitk_options import add_waitk_options
 from mullama.engines.choice import DEFAULT_ENGINE, ENGINE_ENV, ENGINES
 from mullama.server import defaults as serve_defaults
 
@@ -144,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="send the prompt as is, without the chat template"
     )
     _add_sampling(run)
+    add_waitk_options(run)
     add_remote_options(run, ledger=True)
 
     chat = commands.add_parser(

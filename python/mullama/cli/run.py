@@ -84,14 +84,14 @@ def stream_reply(stream: Any, out: TextOut, *, buffered: bool, verbose: bool) ->
             out.write("".join(parts))
         out.finish_line()
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         return ExitCode.OK
     if verbose and last is not None:
         status(stats_line(last, finish_reason))
     return ExitCode.OK
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """The reader went away: point stdout at /dev/null so the exit flush cannot fail."""
     import os
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from mullama.server import ollama, openai, websocket
+from mullama.server import ollama, openai, waitk_ws, websocket
 from mullama.server.auth import APIKeyMiddleware
 from mullama.server.defaults import DEFAULT_MAX_BODY_BYTES
 from mullama.server.engine import ServedModel
@@ -61,6 +61,7 @@ def create_app(
         Route("/api/show", ollama.show, methods=["POST"]),
         Route("/api/version", ollama.version),
         WebSocketRoute("/v1/ws", websocket.endpoint),
+        WebSocketRoute("/v1/ws/waitk", waitk_ws.endpoint),
     ]
     middleware = [Middleware(APIKeyMiddleware, api_key=api_key)] if api_key else []
     app = Starlette(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +143,16 @@ class ServedModel:
     def matches(self, requested: str | None) -> bool:
         """Whether a request's `model` names this model (no name: the served one)."""
         return same_model(requested, self.name, self.model.path)
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Holds one of the max_concurrent generation slots (waits for a free one), for
+        generations that run outside `start` (the wait-k WebSocket)."""
+        await self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     async def start(
         self, request: GenerationRequest, *, n_ctx: int | None = None, default_length: bool = False

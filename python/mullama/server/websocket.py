@@ -16,8 +16,9 @@ code 1012. One generation runs at a time per connection; requests are answered i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -36,12 +37,29 @@ GOODBYE_TIMEOUT_S = 5.0
 
 
 async def endpoint(websocket: WebSocket) -> None:
+    await serve_session(websocket, _Session)
+
+
+class Session(Protocol):
+    """A WebSocket connection's handler: `run()` serves it; `shut_down()` ends it for a
+    server shutdown."""
+
+    async def run(self) -> None: ...
+
+    async def shut_down(self) -> None: ...
+
+
+async def serve_session(
+    websocket: WebSocket, make_session: Callable[[WebSocket, ServerState], Session]
+) -> None:
+    """Checks the API key, accepts the connection and runs its session, registered with the
+    server so that a shutdown can end it."""
     state: ServerState = websocket.app.state.mullama
     if not websocket_authorized(websocket, state.api_key):
         await websocket.close(code=POLICY_VIOLATION, reason="invalid or missing API key")
         return
     await websocket.accept()
-    session = _Session(websocket, state)
+    session = make_session(websocket, state)
     state.websockets.add(session)
     try:
         await session.run()
@@ -97,7 +115,7 @@ class _Session:
             if self.shutting_down and not self.gone:
                 with anyio.CancelScope(shield=True):
                     err = APIError(503, "the server is shutting down", code="shutting_down")
-                    await self.send(_error(self.goodbye_id, err))
+                    await self.send(error_event(self.goodbye_id, err))
                     if not self.gone:
                         await self.ws.close(code=SERVICE_RESTART)
         finally:
@@ -126,7 +144,7 @@ class _Session:
                 try:
                     request = _parse(message)
                 except APIError as err:
-                    await self.send(_error(None, err))
+                    await self.send(error_event(None, err))
                     continue
                 if request.get("type") == "cancel":
                     if self.running is not None:
@@ -140,7 +158,7 @@ class _Session:
         try:
             generation = await common.start_generation(self.state.served, **_inputs(request))
         except APIError as err:
-            await self.send(_error(request_id, err))
+            await self.send(error_event(request_id, err))
             return
         tokens = 0
         try:
@@ -161,7 +179,7 @@ class _Session:
             self._end_for_shutdown(request_id)  # run() sends the event and closes
             return
         except MullamaError as exc:
-            await self.send(_error(request_id, common.failure(exc)))
+            await self.send(error_event(request_id, common.failure(exc)))
             return
         finally:
             if self.cancelled:
@@ -191,7 +209,8 @@ def _inputs(request: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": prompt, "overrides": overrides}
 
 
-def _error(request_id: Any, err: APIError) -> dict[str, Any]:
+def error_event(request_id: Any, err: APIError) -> dict[str, Any]:
+    """The error event for a refused request or a failed generation."""
     return {
         "type": "error",
         "id": request_id,
