@@ -126,7 +126,7 @@ def _default_signals() -> None:
 def test_sigterm_tells_every_open_websocket_before_closing(tiny_model_path, poll):
     port = _free_port()
     command = [sys.executable, "-m", "mullama.cli", "serve", "--model", str(tiny_model_path)]
-    command += ["--port", str(port), "--log-level", "warning"]
+    command += ["--port", str(port), "--log-level", "warning", "--ctx-size", "8192"]
     proc = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
