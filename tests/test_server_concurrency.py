@@ -228,6 +228,8 @@ def test_signal_ends_open_streams_and_exits_cleanly(sig, poll, tiny_model_path):
             str(port),
             "--log-level",
             "warning",
+            "--ctx-size",
+            "8192",  # the tiny model's; long replies fit on llama.cpp too (default 4096)
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
