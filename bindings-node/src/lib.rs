@@ -1,0 +1,8 @@
+//! The native part of the Node package `mullama`: a thin napi-rs layer over `mullama-core`.
+//! It converts values and errors and nothing else; the JS facade (`index.js`) turns streams
+//! into async iterables and errors into `MullamaError` subclasses.
+
+mod config;
+mod errors;
+mod stream;
+mod tokenizer;
