@@ -33,7 +33,7 @@ export declare class NativeProducer {
 }
 
 export declare class NativeStream {
-  /** Takes every ready event (at most 64); never blocks. */
+  /** Takes the ready events (at most one buffer's worth); never blocks. */
   read(): ReadResult
   /**
    * Registers `callback`, called (on Node's thread, with no arguments) when something

@@ -111,9 +111,10 @@ def test_max_tokens_ends_the_push_loop_and_finish_sends_the_end():
     assert producer.push(1) is True
     assert producer.push(2) is False
     assert producer.stop_reason == "length"
-    producer.finish("length", None)
+    producer.finish("length", None)  # the job's own finish after that is a no-op
     frames = [sent.next() for _ in range(3)]
     assert frames[-1] == {"op": "end", "stream": 2, "reason": "length", "id": None}
+    assert sent.frames.empty()
 
 
 # -- the worker process -------------------------------------------------------------------
@@ -204,7 +205,9 @@ def test_a_prompt_over_the_context_is_a_context_length_error(tiny_worker):
     )
     frame = tiny_worker.next()
     assert (frame["op"], frame["stream"], frame["code"]) == ("error", 4, "CONTEXT_LENGTH")
-    tiny_worker.send({"op": "generate", "stream": 5, "context": 1, "prompt": [1], "config": {"top_p": 2}})
+    tiny_worker.send(
+        {"op": "generate", "stream": 5, "context": 1, "prompt": [1], "config": {"top_p": 2}}
+    )
     frame = tiny_worker.next()
     assert (frame["code"], "top_p" in frame["message"]) == ("CONFIG", True)
 

@@ -196,6 +196,7 @@ class Context {
     this.#current?.close();
     const stream = Model.startOn(this.#model, this.#id, request, configOrMaxTokens, {
       signal: options.signal,
+      owner: this,
     });
     this.#current = stream;
     return withProgress(stream, options.onProgress, options.progressIntervalMs);

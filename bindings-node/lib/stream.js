@@ -25,7 +25,8 @@ class TokenStream {
    * @param native a NativeStream
    * @param hooks {signal?, afterRead?(), onClose?()}: afterRead runs after each native read
    *   (the worker client grants credits there), onClose once when the stream ends or is
- *   closed, however that happened (the worker client cancels the generation there).
+ *   closed, however that happened (the worker client cancels the generation there);
+ *   owner is kept alive as long as the stream.
    */
   constructor(native, hooks = {}) {
     this.#native = native;

@@ -92,7 +92,12 @@ class EngineWorker {
     });
     // A broken pipe shows as the exit; nothing to do on the write side.
     this.#child.stdin.on('error', () => {});
-    this.#idle();
+    // Loading holds the event loop open, as an open stream does.
+    this.#busy();
+    const settle = () => {
+      if (this.#streams.size === 0) this.#idle();
+    };
+    this.#ready.then(settle, settle);
   }
 
   #onFrame;
@@ -124,7 +129,7 @@ class EngineWorker {
    * Starts a generation on `contextId` and returns its stream. `request` is {prompt} or
    * {messages}; `config` a StreamConfig.
    */
-  generate(contextId, request, config, { signal, onClose } = {}) {
+  generate(contextId, request, config, { signal, onClose, owner } = {}) {
     if (!this.alive) {
       throw new EngineExitedError(`the engine worker has exited (${this.#exitText()}); load the model again`);
     }
@@ -136,6 +141,7 @@ class EngineWorker {
     this.#busy();
     const stream = new TokenStream(pair.takeStream(), {
       signal,
+      owner, // the stream keeps its Context alive (a collected Context frees its cache)
       afterRead: () => this.#grant(id, entry),
       onClose: () => {
         this.#cancel(id);

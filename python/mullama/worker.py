@@ -178,12 +178,15 @@ class WireProducer:
             message["top_logprobs"] = [[int(t), float(lp)] for t, lp in top_logprobs]
         self._send(message)
         self._pushed += 1
-        # The front end's core ends the stream at max_tokens too; stopping here saves a step.
         if self._pushed >= self._max_tokens:
-            self._ended = True
+            # The front end's core ends the stream here too; saying so keeps the protocol
+            # explicit, and stopping saves the job a step.
+            self.finish("length", None)
         return not self._ended
 
     def finish(self, reason: str = "stop", token: int | None = None) -> None:
+        if self._ended:
+            return
         self._ended = True
         if not self._cancelled:
             self._send({"op": "end", "stream": self.stream_id, "reason": reason, "id": token})
@@ -277,7 +280,9 @@ class Worker:
             return
         context.stop()
         producer = WireProducer(
-            stream_id, int(message.get("credits", config.buffer_size)), config.max_tokens,
+            stream_id,
+            int(message.get("credits", config.buffer_size)),
+            config.max_tokens,
             self.writer.send,
         )
         self.streams[stream_id] = producer
@@ -362,9 +367,7 @@ def main(argv: list[str]) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     writer = FrameWriter(frames_out)
     if len(argv) > 1:
-        writer.send(
-            {"op": "load_error", "code": "MODEL_LOAD", "message": "usage: worker [MODEL]"}
-        )
+        writer.send({"op": "load_error", "code": "MODEL_LOAD", "message": "usage: worker [MODEL]"})
         return 2
     try:
         from mullama.model import Model
