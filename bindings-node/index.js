@@ -2,12 +2,23 @@
 // mullama for Node.js. The stream core (detokenizer, stop scanning, deadlines, statistics,
 // backpressure) is native; the forward pass runs in a Python engine worker per model.
 
-const errors = require('./lib/errors');
+const {
+  MullamaError,
+  ConfigError,
+  StreamTimeoutError,
+  GenerationError,
+  ModelLoadError,
+  TokenizerError,
+  ContextLengthError,
+  CancelledError,
+  EngineExitedError,
+} = require('./lib/errors');
 const { StreamConfig } = require('./lib/config');
 const { TokenStream, streamFromPieces } = require('./lib/stream');
 const { Tokenizer } = require('./lib/tokenizer');
 const { Model, Context, AsyncModel } = require('./lib/model');
 
+// Shorthand names only: Node's ESM loader finds them statically (`import { Model } from ...`).
 module.exports = {
   Model,
   Context,
@@ -16,13 +27,13 @@ module.exports = {
   TokenStream,
   Tokenizer,
   streamFromPieces,
-  MullamaError: errors.MullamaError,
-  ConfigError: errors.ConfigError,
-  StreamTimeoutError: errors.StreamTimeoutError,
-  GenerationError: errors.GenerationError,
-  ModelLoadError: errors.ModelLoadError,
-  TokenizerError: errors.TokenizerError,
-  ContextLengthError: errors.ContextLengthError,
-  CancelledError: errors.CancelledError,
-  EngineExitedError: errors.EngineExitedError,
+  MullamaError,
+  ConfigError,
+  StreamTimeoutError,
+  GenerationError,
+  ModelLoadError,
+  TokenizerError,
+  ContextLengthError,
+  CancelledError,
+  EngineExitedError,
 };
