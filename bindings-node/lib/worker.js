@@ -61,7 +61,8 @@ class EngineWorker {
       this.#child.once('exit', (code, signal) => {
         this.#exited = { code, signal };
         const why = this.#exitText();
-        reject(new ModelLoadError(`the engine worker (${this.command}) exited before the model loaded: ${why}`));
+        const hint = /No module named/.test(this.#stderrTail) ? `; ${INSTALL_HINT}` : '';
+        reject(new ModelLoadError(`the engine worker (${this.command}) exited before the model loaded: ${why}${hint}`));
         this.#failAll(why);
       });
       this.#onFrame = (frame) => {

@@ -14,7 +14,7 @@ use mullama_core::{
 };
 use napi::bindgen_prelude::{Buffer, Either};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Status;
+use napi::{Env, Status};
 use napi_derive::napi;
 use serde_json::{Map, Value};
 
@@ -68,16 +68,38 @@ type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
 #[napi]
 pub struct NativeStream {
     reader: StreamReader,
-    waker_set: AtomicBool,
+    /// The readable callback; shared with the core's waker, dropped (released) on close.
+    wake: Arc<Mutex<Option<Wake>>>,
+    /// Whether the callback holds the event loop open: from a read that found nothing until
+    /// the next read (a pending `await` must keep Node running; an idle stream must not).
+    holding_loop: AtomicBool,
     /// The thread of `streamFromPieces`, joined on close so none outlives its stream.
     producer_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl NativeStream {
+    #[expect(
+        deprecated,
+        reason = "napi-rs deprecates refer/unref for counting users; here they are N-API's \
+                  ref/unref of the event loop, which is what a pending read needs"
+    )]
+    fn hold_loop(&self, env: &Env, hold: bool) -> napi::Result<()> {
+        if let Some(callback) = lock(&self.wake).as_mut() {
+            if hold {
+                callback.refer(env)?;
+            } else {
+                callback.unref(env)?;
+            }
+        }
+        self.holding_loop.store(hold, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn new(reader: StreamReader) -> Self {
         Self {
             reader,
-            waker_set: AtomicBool::new(false),
+            wake: Arc::new(Mutex::new(None)),
+            holding_loop: AtomicBool::new(false),
             producer_thread: Mutex::new(None),
         }
     }
@@ -85,9 +107,10 @@ impl NativeStream {
 
 #[napi]
 impl NativeStream {
-    /// Takes the ready events (at most one buffer's worth); never blocks.
+    /// Takes the ready events (at most one buffer's worth); never blocks. When it finds
+    /// nothing, the readable callback holds Node's event loop open until the next read.
     #[napi]
-    pub fn read(&self) -> ReadResult {
+    pub fn read(&self, env: Env) -> napi::Result<ReadResult> {
         let (events, done, error) = match self.reader.try_read_batch() {
             Ok(Batch::Events(events)) => {
                 (events.into_iter().map(Token::from).collect(), false, None)
@@ -96,23 +119,33 @@ impl NativeStream {
             Ok(Batch::End) => (Vec::new(), true, None),
             Err(err) => (Vec::new(), true, Some(error_info(&err))),
         };
-        ReadResult {
+        let wait = events.is_empty() && !done;
+        if wait != self.holding_loop.load(Ordering::Relaxed) {
+            self.hold_loop(&env, wait)?;
+        }
+        Ok(ReadResult {
             events,
             done,
             error,
-        }
+        })
     }
 
     /// Registers `callback`, called (on Node's thread, with no arguments) when something
-    /// arrives after a `read()` found nothing. Registered once; it never keeps Node alive.
+    /// arrives after a `read()` found nothing. Registered once.
     #[napi]
     pub fn on_readable(&self, callback: Wake) {
-        if self.waker_set.swap(true, Ordering::SeqCst) {
+        let mut slot = lock(&self.wake);
+        if slot.is_some() {
             return;
         }
+        *slot = Some(callback);
+        drop(slot);
+        let wake = Arc::clone(&self.wake);
         self.reader.set_waker(Arc::new(move || {
-            // NonBlocking: the producer's thread must never wait for Node's event loop.
-            callback.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            if let Some(callback) = lock(&wake).as_ref() {
+                // NonBlocking: the producer's thread must never wait for Node's event loop.
+                callback.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            }
         }));
     }
 
@@ -120,6 +153,8 @@ impl NativeStream {
     #[napi]
     pub fn close(&self) {
         self.reader.close();
+        // Released: the callback no longer holds the loop (or the stream) alive.
+        lock(&self.wake).take();
         if let Some(handle) = lock(&self.producer_thread).take() {
             // The thread leaves at its next push, a few microseconds away.
             let _ = handle.join();

@@ -89,3 +89,16 @@ test('assignment is checked and keeps the old value on error', () => {
   stops.push('x');
   assert.deepEqual(config.stopSequences, [], 'the getter hands out a copy');
 });
+
+test('index.d.ts declares exactly the core table\'s fields, with its docs', () => {
+  const dts = require('node:fs').readFileSync(require('node:path').join(__dirname, '..', 'index.d.ts'), 'utf8');
+  const block = /export interface StreamConfigFields \{([\s\S]*?)\n\}/.exec(dts)[1];
+  const declared = [...block.matchAll(/^\s+(\w+): /gm)].map((m) => m[1]);
+  const fields = StreamConfig.fields();
+  assert.deepEqual(declared, fields.map((f) => f.name));
+  for (const field of fields) {
+    // The doc comment above each field is the core's doc (field names in camelCase).
+    const doc = field.doc.replace(/\b[a-z]+(_[a-z]+)+\b/g, (w) => w.replace(/_([a-z])/g, (_, c) => c.toUpperCase()));
+    assert.ok(block.includes(`/** ${doc.replace('None', 'null')} */\n  ${field.name}:`), `${field.name}: ${doc}`);
+  }
+});

@@ -161,7 +161,42 @@ test('a worker that cannot start is MODEL_LOAD naming the command', async () => 
   }
 });
 
+test('an interpreter without mullama is MODEL_LOAD naming the install command', async (t) => {
+  const bare = '/usr/bin/python3';
+  if (python('import sys') === null || !require('node:fs').existsSync(bare)) return missing(t, `no ${bare}`);
+  const saved = { python: process.env.MULLAMA_PYTHON, path: process.env.PYTHONPATH };
+  process.env.MULLAMA_PYTHON = bare;
+  delete process.env.PYTHONPATH;
+  try {
+    await assert.rejects(Model.load(), (err) => err.code === 'MODEL_LOAD' && /No module named/.test(err.message) && /pip install mullama/.test(err.message));
+  } finally {
+    for (const [name, value] of [['MULLAMA_PYTHON', saved.python], ['PYTHONPATH', saved.path]]) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+});
+
 test('a missing model file is MODEL_LOAD', async (t) => {
   if (!canStartWorker()) return missing(t, 'the worker interpreter cannot import mullama');
   await assert.rejects(Model.load('/nonexistent/model.gguf'), (err) => err.code === 'MODEL_LOAD' && /model\.gguf/.test(err.message));
+});
+
+test('progress callbacks run while the stream does, and stop after it', async (t) => {
+  const m = await defaultModel(t);
+  if (!m) return;
+  const seen = [];
+  const stream = new Context(m).generateStream(PROMPT, { ...GREEDY, maxTokens: 24 }, {
+    onProgress: (progress) => seen.push(progress.tokensGenerated),
+    progressIntervalMs: 20,
+  });
+  for await (const token of stream) {
+    void token;
+    await sleep(10);
+  }
+  const calls = seen.length;
+  assert.ok(calls >= 1, 'at least one progress call');
+  assert.deepEqual([...seen].sort((a, b) => a - b), seen, 'counts only grow');
+  await sleep(100);
+  assert.equal(seen.length, calls, 'no calls after the end');
 });

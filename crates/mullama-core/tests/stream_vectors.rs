@@ -10,7 +10,8 @@ use mullama_core::{push_ids_in_order, token_stream, PieceTable, StreamConfig, St
 use serde_json::Value;
 
 fn vectors() -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/stream_vectors.jsonl");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/stream_vectors.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .filter(|line| !line.trim().is_empty())
@@ -62,7 +63,8 @@ fn every_vector_streams_to_its_text_and_ending() {
         let (producer, consumer) =
             token_stream(&config, Arc::new(PieceTable::new(pieces))).unwrap();
         let reader = StreamReader::new(consumer, config.buffer_size);
-        let feeder = std::thread::spawn(move || push_ids_in_order(&producer, count, Duration::ZERO));
+        let feeder =
+            std::thread::spawn(move || push_ids_in_order(&producer, count, Duration::ZERO));
         let mut text = String::new();
         while let Some(event) = reader.read().unwrap() {
             text.push_str(&event.text);
