@@ -33,11 +33,14 @@ export declare class NativeProducer {
 }
 
 export declare class NativeStream {
-  /** Takes the ready events (at most one buffer's worth); never blocks. */
+  /**
+   * Takes the ready events (at most one buffer's worth); never blocks. When it finds
+   * nothing, the readable callback holds Node's event loop open until the next read.
+   */
   read(): ReadResult
   /**
    * Registers `callback`, called (on Node's thread, with no arguments) when something
-   * arrives after a `read()` found nothing. Registered once; it never keeps Node alive.
+   * arrives after a `read()` found nothing. Registered once.
    */
   onReadable(callback: Wake): void
   /** Cancels the stream: reading ends, the producer is told to stop. */
@@ -137,12 +140,24 @@ export interface ErrorInfo {
 export declare function openStream(tokenizer: Tokenizer, config: any): StreamPair
 
 /**
- * What one `read()` found: ready events (oldest first), whether the stream is over, and the
- * error that ended it. No events and not done: nothing yet, and the readable callback will
- * be called once something arrives.
+ * What one `read()` found, column by column (one JS string and two typed arrays per batch
+ * cost far less than an object per event; the facade builds the events). No events and not
+ * done: nothing yet, and the readable callback will be called once something arrives.
  */
 export interface ReadResult {
-  events: Array<Token>
+  /** Every event's text, concatenated. */
+  text: string
+  /** Where each event's text ends in `text`, in UTF-16 code units (JS string indices). */
+  ends: Uint32Array
+  /** Each event's token id; NO_TOKEN (2^32 - 1) for a closing event without one. */
+  ids: Uint32Array
+  /** Each event's logprob (NaN where it has none); absent when no event has one. */
+  logprobs?: Float64Array
+  /** Set when the batch's last event ends the stream: "stop", "length", ... */
+  finishReason?: string
+  /** The stop sequence that ended the stream, if one did. */
+  stopSequence?: string
+  /** Reading is over (after these events). */
   done: boolean
   error?: ErrorInfo
 }
@@ -156,19 +171,3 @@ export declare function streamConfigFields(): Array<ConfigField>
  * stream ends or is closed.
  */
 export declare function streamFromPieces(pieces: Array<string | Buffer>, config: any, delayMs?: number | undefined | null): NativeStream
-
-/** One stream event. */
-export interface Token {
-  /**
-   * Text released by this event; "" while text is withheld (a possible stop, an
-   * unfinished character).
-   */
-  text: string
-  /** The token id; undefined for a closing event that carries none. */
-  id?: number
-  logprob?: number
-  /** "stop", "length", "timeout", "cancelled" or "error" on the last event. */
-  finishReason?: string
-  /** The stop sequence that ended the stream, if one did. */
-  stopSequence?: string
-}

@@ -8,11 +8,16 @@ const binding = require('./binding');
 const { CancelledError, errorFromInfo } = require('./errors');
 const { toConfig } = require('./config');
 
+// The id a closing event without a token carries in a native batch (u32::MAX).
+const NO_TOKEN = 0xffffffff;
+const NO_BATCH = { text: '', ends: new Uint32Array(0), ids: new Uint32Array(0), logprobs: null };
+
 class TokenStream {
   #native;
   #hooks;
-  #events = [];
-  #next = 0;
+  #batch = NO_BATCH; // the last native read: events as columns (see ReadResult)
+  #next = 0; // the next event of #batch to hand out
+  #offset = 0; // where its text starts in #batch.text
   #done = false;
   #error = null;
   #closed = false;
@@ -53,9 +58,8 @@ class TokenStream {
 
   async next() {
     for (;;) {
-      if (this.#next < this.#events.length) {
-        return { value: this.#events[this.#next++], done: false };
-      }
+      const batch = this.#batch;
+      if (this.#next < batch.ids.length) return { value: this.#event(batch, this.#next++), done: false };
       if (this.#error !== null) {
         const error = this.#error;
         this.#error = null;
@@ -64,14 +68,31 @@ class TokenStream {
       if (this.#done) return { value: undefined, done: true };
       const read = this.#native.read();
       this.#hooks.afterRead?.();
-      this.#events = read.events;
+      this.#batch = read;
       this.#next = 0;
+      this.#offset = 0;
       if (read.done) {
         this.#end(read.error ? errorFromInfo(read.error) : null);
-      } else if (read.events.length === 0) {
+      } else if (read.ids.length === 0) {
         await this.#readable();
       }
     }
+  }
+
+  #event(batch, i) {
+    const end = batch.ends[i];
+    const text = batch.text.slice(this.#offset, end);
+    this.#offset = end;
+    const id = batch.ids[i];
+    const logprob = batch.logprobs?.[i];
+    const last = i === batch.ids.length - 1;
+    return {
+      text,
+      id: id === NO_TOKEN ? undefined : id,
+      logprob: logprob === undefined || Number.isNaN(logprob) ? undefined : logprob,
+      finishReason: last ? (batch.finishReason ?? undefined) : undefined,
+      stopSequence: last ? (batch.stopSequence ?? undefined) : undefined,
+    };
   }
 
   /** Closes the stream (what `break` in `for await` calls). */
@@ -87,7 +108,7 @@ class TokenStream {
 
   /** Stops the generation; iteration ends. Safe to call more than once. */
   close() {
-    this.#events = [];
+    this.#batch = NO_BATCH;
     this.#end(null);
   }
 
@@ -140,7 +161,7 @@ class TokenStream {
     if (this.#closed) return;
     const message =
       reason instanceof Error ? `the generation was aborted: ${reason.message}` : 'the generation was aborted';
-    this.#events = [];
+    this.#batch = NO_BATCH;
     this.#next = 0;
     this.#end(new CancelledError(message, { cause: reason }));
   }

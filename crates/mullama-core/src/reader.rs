@@ -83,6 +83,29 @@ impl ReaderState {
     }
 }
 
+impl ReaderState {
+    /// Hands out a whole batch read from the channel (noting the end it may carry).
+    fn settle_batch(&mut self, batch: Result<Batch>) -> Result<Batch> {
+        match batch {
+            Ok(Batch::Events(events)) => {
+                let mut delivered: Vec<TokenEvent> = self.ready.by_ref().collect();
+                delivered.extend(events.into_iter().map(|e| self.deliver(e)));
+                Ok(Batch::Events(delivered))
+            }
+            Ok(Batch::Empty) if self.ended => Ok(Batch::End),
+            Ok(Batch::Empty) => Ok(Batch::Empty),
+            Ok(Batch::End) => {
+                self.ended = true;
+                Ok(Batch::End)
+            }
+            Err(err) => {
+                self.ended = true;
+                Err(err)
+            }
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -124,26 +147,31 @@ impl StreamReader {
     /// arrays (Node).
     pub fn try_read_batch(&self) -> Result<Batch> {
         let mut state = lock(&self.state);
-        let events: Vec<TokenEvent> = if state.ready.len() > 0 {
-            state.ready.by_ref().collect()
-        } else if state.ended {
+        if state.ready.len() > 0 {
+            let events: Vec<TokenEvent> = state.ready.by_ref().collect();
+            let delivered = events.into_iter().map(|e| state.deliver(e)).collect();
+            return Ok(Batch::Events(delivered));
+        }
+        if state.ended {
             return Ok(Batch::End);
-        } else {
-            match self.consumer.try_next_batch(self.batch) {
-                Ok(Batch::Events(events)) => events,
-                Ok(Batch::Empty) => return Ok(Batch::Empty),
-                Ok(Batch::End) => {
-                    state.ended = true;
-                    return Ok(Batch::End);
-                }
-                Err(err) => {
-                    state.ended = true;
-                    return Err(err);
-                }
-            }
-        };
-        let delivered = events.into_iter().map(|e| state.deliver(e)).collect();
-        Ok(Batch::Events(delivered))
+        }
+        let batch = self.consumer.try_next_batch(self.batch);
+        state.settle_batch(batch)
+    }
+
+    /// `try_read_batch`, but when nothing is ready it first polls the channel for up to
+    /// `spin` (at most SPIN_FOR): a running producer's next event is microseconds away, and
+    /// catching it saves the waker's round trip through the caller's event loop, which
+    /// costs far more. A stalled producer costs this once per read.
+    pub fn try_read_batch_spinning(&self, spin: Duration) -> Result<Batch> {
+        match self.try_read_batch()? {
+            Batch::Empty if !spin.is_zero() => {}
+            ready => return Ok(ready),
+        }
+        match self.spin_for_events(spin.min(SPIN_FOR)) {
+            Some(batch) => lock(&self.state).settle_batch(batch),
+            None => Ok(Batch::Empty),
+        }
     }
 
     /// Waits at most `max_wait` for an event or the end (Empty when the wait elapsed).
@@ -153,7 +181,7 @@ impl StreamReader {
             done => return Ok(done),
         }
         // Nothing is held while waiting: close() from another thread must not wait for us.
-        let batch = match self.spin_for_events() {
+        let batch = match self.spin_for_events(SPIN_FOR) {
             Some(ready) => ready,
             None => self.consumer.next_batch_within(max_wait, self.batch),
         };
@@ -174,7 +202,7 @@ impl StreamReader {
     /// A producer that is running keeps its next event a few hundred nanoseconds away.
     /// Polling briefly before parking saves both sides a futex sleep/wake per event (which
     /// would cost more than the event itself); a stalled producer costs this once per read.
-    fn spin_for_events(&self) -> Option<Result<Batch>> {
+    fn spin_for_events(&self, limit: Duration) -> Option<Result<Batch>> {
         let start = Instant::now();
         let mut pause = 1u32;
         loop {
@@ -185,7 +213,7 @@ impl StreamReader {
                 Ok(Batch::Empty) => {}
                 ready => return Some(ready),
             }
-            if start.elapsed() >= SPIN_FOR {
+            if start.elapsed() >= limit {
                 return None;
             }
             // Back off so the producer gets the channel lock between polls.

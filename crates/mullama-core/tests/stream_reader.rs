@@ -139,6 +139,36 @@ fn a_batch_read_takes_one_channel_batch_and_keeps_its_room() {
 }
 
 #[test]
+fn a_spinning_batch_read_catches_a_running_producer_or_arms_the_waker() {
+    let (producer, reader) = open(&["a"], |c| c.buffer_size = 8);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    reader.set_waker(Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
+    assert!(matches!(
+        reader.try_read_batch_spinning(Duration::from_micros(30)),
+        Ok(Batch::Empty)
+    ));
+    producer.push(0, None, Vec::new()).unwrap();
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the empty read armed the waker"
+    );
+    producer.finish(FinishReason::Stop, None);
+    let Ok(Batch::Events(events)) = reader.try_read_batch_spinning(Duration::ZERO) else {
+        panic!("two events were ready");
+    };
+    assert_eq!(events.len(), 2);
+    assert_eq!(reader.finish_reason(), Some(FinishReason::Stop));
+    assert!(matches!(
+        reader.try_read_batch_spinning(Duration::ZERO),
+        Ok(Batch::End)
+    ));
+}
+
+#[test]
 fn close_from_another_thread_ends_a_blocked_read() {
     let (_producer, reader) = open(&["x"], |_| {});
     let reader = Arc::new(reader);
