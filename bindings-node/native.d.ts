@@ -166,8 +166,9 @@ export interface ReadResult {
 export declare function streamConfigFields(): Array<ConfigField>
 
 /**
- * A stream fed by a Rust thread pushing token i = pieces[i] in order, then ending with
- * finish("stop"); `delayMs` waits before each token. The thread stops as soon as the
+ * A stream of token i = pieces[i] in order, then finish("stop"). Without `delayMs` the
+ * pieces are pushed on Node's thread as reads free room (the way the engine worker's tokens
+ * arrive); with it, a Rust thread waits `delayMs` before each token and stops as soon as the
  * stream ends or is closed.
  */
 export declare function streamFromPieces(pieces: Array<string | Buffer>, config: any, delayMs?: number | undefined | null): NativeStream

@@ -103,11 +103,54 @@ pub struct NativeStream {
     /// Whether the callback holds the event loop open: from a read that found nothing until
     /// the next read (a pending `await` must keep Node running; an idle stream must not).
     holding_loop: AtomicBool,
-    /// The thread of `streamFromPieces`, joined on close so none outlives its stream.
+    /// The thread of `streamFromPieces` with a delay, joined on close so none outlives its
+    /// stream.
     producer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// `streamFromPieces` without a delay: each read first pushes pieces into the room the
+    /// consumer freed, on Node's thread, as the engine worker's tokens are pushed.
+    feeder: Mutex<Option<PieceFeeder>>,
+}
+
+struct PieceFeeder {
+    producer: TokenProducer,
+    next: u32,
+    count: u32,
+}
+
+impl PieceFeeder {
+    /// Pushes pieces while there is room; false once the stream is finished or stopped.
+    fn feed(&mut self) -> bool {
+        let mut room = self.producer.room();
+        while room > 0 {
+            if self.next == self.count {
+                self.producer.finish(FinishReason::Stop, None);
+                return false;
+            }
+            match self.producer.push(self.next, None, Vec::new()) {
+                Ok(PushOutcome::Continue) => {}
+                Ok(PushOutcome::Stop(_)) | Err(_) => return false,
+            }
+            self.next += 1;
+            room -= 1;
+        }
+        true
+    }
 }
 
 impl NativeStream {
+    /// Runs the piece feeder, if any; whether it still has pieces to push.
+    fn feed_pieces(&self) -> bool {
+        let mut feeder = lock(&self.feeder);
+        let Some(f) = feeder.as_mut() else {
+            return false;
+        };
+        let more = f.feed();
+        if !more {
+            feeder.take();
+        }
+        more
+    }
+
     #[expect(
         deprecated,
         reason = "napi-rs deprecates refer/unref for counting users; here they are N-API's \
@@ -131,6 +174,7 @@ impl NativeStream {
             wake: Arc::new(Mutex::new(None)),
             holding_loop: AtomicBool::new(false),
             producer_thread: Mutex::new(None),
+            feeder: Mutex::new(None),
         }
     }
 }
@@ -141,7 +185,22 @@ impl NativeStream {
     /// nothing, the readable callback holds Node's event loop open until the next read.
     #[napi]
     pub fn read(&self, env: Env) -> napi::Result<ReadResult> {
-        let (events, done, error) = match self.reader.try_read_batch_spinning(SPIN_BEFORE_WAITING) {
+        // A piece feeder fills the room first (the last read's batch frees its room only
+        // when the reader goes back to the channel, hence a second round).
+        let mut batch = Ok(Batch::Empty);
+        for _ in 0..2 {
+            let feeding = self.feed_pieces();
+            let spin = if feeding {
+                Duration::ZERO
+            } else {
+                SPIN_BEFORE_WAITING
+            };
+            batch = self.reader.try_read_batch_spinning(spin);
+            if !(feeding && matches!(batch, Ok(Batch::Empty))) {
+                break;
+            }
+        }
+        let (events, done, error) = match batch {
             Ok(Batch::Events(events)) => (events, false, None),
             Ok(Batch::Empty) => (Vec::new(), false, None),
             Ok(Batch::End) => (Vec::new(), true, None),
@@ -177,6 +236,7 @@ impl NativeStream {
     #[napi]
     pub fn close(&self) {
         self.reader.close();
+        lock(&self.feeder).take();
         // Released: the callback no longer holds the loop (or the stream) alive.
         lock(&self.wake).take();
         if let Some(handle) = lock(&self.producer_thread).take() {
@@ -317,7 +377,7 @@ pub fn open_stream(tokenizer: &Tokenizer, config: Value) -> napi::Result<StreamP
     let (producer, consumer) = token_stream(&config, tokenizer.pieces()).map_err(to_napi)?;
     Ok(StreamPair {
         producer: Some(NativeProducer { inner: producer }),
-        stream: Some(NativeStream::new(StreamReader::new(
+        stream: Some(NativeStream::new(StreamReader::double_buffered(
             consumer,
             config.buffer_size,
         ))),
@@ -348,8 +408,9 @@ impl StreamPair {
     }
 }
 
-/// A stream fed by a Rust thread pushing token i = pieces[i] in order, then ending with
-/// finish("stop"); `delayMs` waits before each token. The thread stops as soon as the
+/// A stream of token i = pieces[i] in order, then finish("stop"). Without `delayMs` the
+/// pieces are pushed on Node's thread as reads free room (the way the engine worker's tokens
+/// arrive); with it, a Rust thread waits `delayMs` before each token and stops as soon as the
 /// stream ends or is closed.
 #[napi]
 pub fn stream_from_pieces(
@@ -371,7 +432,15 @@ pub fn stream_from_pieces(
         .map_err(|_| type_error("too many pieces for 32-bit token ids".to_owned()))?;
     let pieces: Arc<dyn TokenPieces> = Arc::new(PieceTable::new(table));
     let (producer, consumer) = token_stream(&config, pieces).map_err(to_napi)?;
-    let stream = NativeStream::new(StreamReader::new(consumer, config.buffer_size));
+    let stream = NativeStream::new(StreamReader::double_buffered(consumer, config.buffer_size));
+    if delay.is_zero() {
+        *lock(&stream.feeder) = Some(PieceFeeder {
+            producer,
+            next: 0,
+            count,
+        });
+        return Ok(stream);
+    }
     let handle = std::thread::Builder::new()
         .name("mullama-piece-producer".to_owned())
         .spawn(move || push_ids_in_order(&producer, count, delay))

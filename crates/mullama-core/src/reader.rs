@@ -126,6 +126,14 @@ impl StreamReader {
         }
     }
 
+    /// A reader whose batches take at most half the buffer: a consumer that keeps a whole
+    /// batch while it hands the events out (Node's arrays) leaves the producer the other half
+    /// to fill meanwhile, instead of one slot. Backpressure is the same: taken events still
+    /// count against buffer_size until the next read.
+    pub fn double_buffered(consumer: TokenConsumer, buffer_size: usize) -> Self {
+        Self::new(consumer, buffer_size.div_ceil(2))
+    }
+
     /// Never blocks. On Empty the waker (if set) is armed and called once something arrives.
     /// A producer failure or the deadline is returned once as Err, after every event.
     pub fn try_read(&self) -> Result<Read> {
