@@ -1,18 +1,22 @@
-"""The MLX engine against mlx-lm and llama-cpp-python on the default model (SmolLM2-135M Q4_1).
+"""mullama's engines against mlx-lm and llama-cpp-python on the default model (SmolLM2-135M Q4_1).
 
     python benchmarks/bench_engine.py [--quick] [--rounds N] [--max-tokens N]
-                                      [--no-llama] [--no-profile] [--no-blas]
+                                      [--no-llama] [--no-profile] [--no-blas] [--engines-only]
 
 Greedy decoding of one short chat prompt, the contenders alternating over several rounds
-(medians reported), in one process on the same loaded MLX weights:
+(medians reported), in one process:
 
-1. mullama `Context.generate_stream` vs mlx-lm's `stream_generate` (given an HF tokenizer
+0. the engines: mullama on llama.cpp vs llama-cpp-python's own
+   `Llama.create_completion(stream=True)` on the same GGUF file, prompt ids, greedy settings and
+   thread count (the core must add nothing measurable), and mullama with `engine="auto"` vs
+   `engine="mlx"` (what auto buys on this host);
+1. mullama on MLX: `Context.generate_stream` vs mlx-lm's `stream_generate` (given an HF tokenizer
    built here from the GGUF metadata, with mlx-lm's BPE streaming detokenizer, which is what
    `mlx_lm.load` picks for this tokenizer), plus a fake instant model through both loops to
    show the per-token cost of each layer alone;
 2. llama-cpp-python on the same GGUF file (skipped with a note when `llama_cpp` is not
    importable), and where MLX's time goes in one decode step and one prefill;
-3. load time and memory of the default model (fresh subprocesses);
+3. load time and memory (peak RSS) of the default model on each engine (fresh subprocesses);
 4. prefill and decode with and without OpenBLAS preloaded, for keep_quantized True/False
    (fresh subprocesses).
 
@@ -23,6 +27,7 @@ with builds, so wall times move with the load while CPU time mostly does not.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -356,18 +361,129 @@ def compare_generation(args: argparse.Namespace, model: Any, prompt: list[int]) 
     return {"llm": llm}
 
 
+def completion_runner(llm: Any, prompt: list[int], max_tokens: int) -> Callable[[], Run]:
+    """llama-cpp-python's high-level streaming completion (what its users call)."""
+
+    def run() -> Run:
+        llm.reset()  # no KV prefix reuse between rounds
+        pieces: list[str] = []
+
+        def events() -> Iterator[str]:
+            chunks = llm.create_completion(
+                prompt=prompt,
+                max_tokens=max_tokens,
+                temperature=0.0,
+                repeat_penalty=1.0,
+                stream=True,
+            )
+            for chunk in chunks:
+                text = chunk["choices"][0]["text"]
+                pieces.append(text)
+                yield text
+
+        # One chunk per token (llama-cpp-python withholds incomplete characters and stop
+        # prefixes, like mullama); empty chunks carry no token.
+        result = _drain(events, lambda text: 0 if text else None)
+        result.text = "".join(pieces)
+        return result
+
+    return run
+
+
+def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
+    import llama_cpp
+
+    from mullama import Model
+    from mullama.engines.llamacpp import DEFAULT_N_THREADS
+
+    on_llama = Model.load(engine="llama.cpp")
+    auto = Model.load(engine="auto")
+    on_mlx = Model.load(engine="mlx")
+    llm = llama_cpp.Llama(
+        model_path=str(on_llama.path),
+        n_ctx=2048,
+        n_threads=DEFAULT_N_THREADS,
+        n_threads_batch=DEFAULT_N_THREADS,
+        verbose=False,
+    )
+    contenders = [
+        Contender("mullama engine=llama.cpp", mullama_runner(on_llama, prompt, args.max_tokens)),
+        Contender(
+            "llama-cpp-python create_completion", completion_runner(llm, prompt, args.max_tokens)
+        ),
+        Contender(
+            f"mullama engine=auto ({auto.engine.name})",
+            mullama_runner(auto, prompt, args.max_tokens),
+        ),
+        Contender("mullama engine=mlx", mullama_runner(on_mlx, prompt, args.max_tokens)),
+    ]
+    for c in contenders:
+        c.run()  # warm-up
+    for _ in range(args.rounds):
+        for c in contenders:
+            c.runs.append(c.run())
+            sys.stdout.write(".")
+            sys.stdout.flush()
+    print()
+    rows = []
+    for c in contenders:
+        rows.append(
+            [
+                c.name,
+                f"{len(c.runs[-1].tokens)}",
+                f"{c.median(lambda r: r.ttft_s) * 1000:.0f}",
+                f"{c.median(lambda r: r.decode_tps):.1f}",
+                f"{c.median(lambda r: r.cpu_ms_per_token):.1f}",
+            ]
+        )
+    table(
+        f"engines: {len(prompt)}-token chat prompt, greedy, up to {args.max_tokens} tokens, "
+        f"{DEFAULT_N_THREADS} llama.cpp thread(s), median of {args.rounds} alternating rounds",
+        ["contender", "tokens", "TTFT ms", "decode tok/s", "CPU ms/token"],
+        rows,
+    )
+    ours, theirs, picked, mlx = contenders
+
+    def ratio(a: Contender, b: Contender, key: Callable[[Run], float]) -> float:
+        return a.median(key) / b.median(key)
+
+    tps = ratio(ours, theirs, lambda r: r.decode_tps)
+    ttft = ratio(ours, theirs, lambda r: r.ttft_s)
+    print(
+        f"mullama llama.cpp vs llama-cpp-python {llama_cpp.__version__}: decode tok/s ratio "
+        f"{tps:.3f} (target >= 1.0: {'PASS' if tps >= 1.0 else 'FAIL'}), TTFT ratio {ttft:.3f} "
+        f"(target <= 1.05: {'PASS' if ttft <= 1.05 else 'FAIL'})"
+    )
+    speedup = ratio(picked, mlx, lambda r: r.decode_tps)
+    faster_first = ratio(mlx, picked, lambda r: r.ttft_s)
+    print(
+        f"mullama auto ({auto.engine.describe()}) vs mlx: decode {speedup:.1f}x "
+        f"(target >= 10x: {'PASS' if speedup >= 10 else 'FAIL'}), first token {faster_first:.1f}x "
+        f"sooner (target >= 10x: {'PASS' if faster_first >= 10 else 'FAIL'})"
+    )
+    same = ours.runs[-1].tokens == picked.runs[-1].tokens if picked is not ours else True
+    print(f"texts: llama.cpp engine {ours.runs[-1].text[:60]!r}")
+    print(f"       create_completion {theirs.runs[-1].text[:60]!r}")
+    print(f"       (greedy tokens of auto and llama.cpp {'equal' if same else 'differ'})")
+    for model in (on_llama, auto, on_mlx):
+        model.close()
+    llm.close()
+
+
 def compare_overhead(args: argparse.Namespace, model: Any) -> None:
     from mlx_lm.generate import stream_generate
     from mlx_lm.sample_utils import make_sampler
 
     from mullama import Context, Model, StreamConfig
+    from mullama.engines.mlx import MlxEngine
 
     eog = model.end_of_generation_ids
     script = [t for t in model.tokenize(FAKE_TEXT, special=False) if t not in eog]
     n = args.fake_tokens
     fake = InstantModel(script, model.n_vocab)
     loaded = SimpleNamespace(model=fake, n_vocab=model.n_vocab, n_ctx_train=n + 64, path=model.path)
-    fake_model = Model(loaded, model.tokenizer, model.chat_template, {})
+    info = dataclasses.replace(model.info, n_ctx_train=n + 64)
+    fake_model = Model(MlxEngine(loaded), info, model.tokenizer, model.chat_template, {})
     tokenizer = hf_tokenizer_from_gguf(str(model.path))
     tokenizer._eos_token_ids = set(eog)
     sampler = make_sampler(temp=0.0)
@@ -600,10 +716,10 @@ def worker_load(options: dict[str, Any]) -> dict[str, Any]:
     path = str(default_model_path())
     rss_before, _ = rss_mib()
     t0 = time.perf_counter()
-    if options["engine"] == "mullama":
+    if options["engine"].startswith("mullama"):
         from mullama import Model
 
-        model = Model.load()
+        model = Model.load(engine=options["engine"].split(" ", 1)[1])
         load_s = time.perf_counter() - t0
         peak_mlx = mx.get_peak_memory() / 2**20
         active = mx.get_active_memory() / 2**20
@@ -675,8 +791,8 @@ def worker_blas(options: dict[str, Any]) -> dict[str, Any]:
 
 def load_section() -> None:
     rows = []
-    for engine in ("mullama", "llama-cpp-python"):
-        r = run_worker("load", {}, {"engine": "mullama" if engine == "mullama" else "llama"})
+    for engine in ("mullama mlx", "mullama llama.cpp", "llama-cpp-python"):
+        r = run_worker("load", {}, {"engine": engine})
         if "error" in r:
             rows.append([engine, r["error"], "", "", "", ""])
             continue
@@ -761,6 +877,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-llama", action="store_true", help="skip llama-cpp-python")
     parser.add_argument("--no-profile", action="store_true", help="skip the forward-pass profile")
     parser.add_argument("--no-blas", action="store_true", help="skip the OpenBLAS comparison")
+    parser.add_argument(
+        "--engines-only", action="store_true", help="only the engine comparison and load/memory"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-options", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -786,7 +905,7 @@ def main() -> None:
     from mullama import Model
 
     started = time.perf_counter()
-    model = Model.load()
+    model = Model.load(engine="mlx")
     prompt = model.chat_ids(MESSAGES)
     print(
         f"model {model.path.name} ({model.quantization}), mlx {mx.__version__}, "
@@ -794,6 +913,15 @@ def main() -> None:
     )
     print(f"prompt: {len(prompt)} tokens (chat template applied to {MESSAGES[0]['content']!r})")
 
+    if not args.no_llama:
+        compare_engines(args, prompt)
+    if args.engines_only:
+        load_section()
+        print(
+            f"\ntotal {time.perf_counter() - started:.0f} s, load average now "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        return
     compare_generation(args, model, prompt)
     compare_overhead(args, model)
     if not args.no_profile:

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from needs import gemma3_270m_path, missing
+from needs import ENGINES, engine_available, gemma3_270m_path, missing
+
+# --- engines -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine_name(request: pytest.FixtureRequest) -> str:
+    """Each engine in turn: a fixture or test that takes it runs once per engine."""
+    return engine_available(request.param)
+
 
 # --- tiny self-made models -------------------------------------------------------
 
@@ -98,8 +107,12 @@ def gemma3_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def default_model():
-    """The default model (SmolLM2-135M-Instruct) as `Model.load()` gives it, loaded once."""
-    from mullama import Model
+def default_model(engine_name: str):
+    """The default model (SmolLM2-135M-Instruct) as `Model.load()` gives it, loaded once
+    per engine."""
+    from mullama import Model, ModelLoadError
 
-    return Model.load()
+    try:
+        return Model.load(engine=engine_name)
+    except ModelLoadError as exc:
+        missing(str(exc))

@@ -65,3 +65,15 @@ def gemma3_270m_path() -> Path:
                     out.write(block)
     partial.replace(target)
     return target
+
+
+# Engines a test of behaviour runs on: every one, each under its own test id.
+ENGINES = ("mlx", "llama.cpp")
+LLAMA_CPP_INSTALL = "CMAKE_ARGS='-DGGML_NATIVE=OFF' pip install 'mullama[llama]'"
+
+
+def engine_available(name: str) -> str:
+    """`name` when that engine is installed; otherwise skips (fails under CI)."""
+    if name == "llama.cpp" and importlib.util.find_spec("llama_cpp") is None:
+        missing(f"the llama.cpp engine is not installed: {LLAMA_CPP_INSTALL}")
+    return name

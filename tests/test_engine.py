@@ -1,7 +1,7 @@
-"""The MLX engine: Model, Context, sampling, KV reuse, stopping, errors.
+"""Model and Context on every engine: sampling, KV reuse, stopping, errors.
 
-Most tests run on the tiny random-weight models the fixtures write (milliseconds); a few use
-the real SmolLM2 where realism matters.
+Each test runs once per engine (MLX, llama.cpp). Most use the tiny random-weight models the
+fixtures write (milliseconds); a few use the real SmolLM2 where realism matters.
 """
 
 from __future__ import annotations
@@ -30,13 +30,18 @@ GREEDY = StreamConfig(max_tokens=12, temperature=0.0, timeout_ms=0)
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_gguf) -> Model:
-    return Model.load(tiny_gguf)
+def tiny(tiny_gguf, engine_name) -> Model:
+    return Model.load(tiny_gguf, engine=engine_name)
 
 
 @pytest.fixture(scope="module")
-def smollm2() -> Model:
-    return Model.load()
+def tiny_mlx(tiny_gguf) -> Model:
+    return Model.load(tiny_gguf, engine="mlx")
+
+
+@pytest.fixture(scope="module")
+def smollm2(default_model) -> Model:
+    return default_model
 
 
 def _log_softmax(row: np.ndarray) -> np.ndarray:
@@ -47,9 +52,11 @@ def _log_softmax(row: np.ndarray) -> np.ndarray:
 # -- loading and introspection ---------------------------------------------------------------
 
 
-def test_tiny_gguf_and_folder_load_with_their_facts(tiny_gguf, tiny_mlx_folder) -> None:
-    for source in (tiny_gguf, tiny_mlx_folder):
-        model = Model.load(source)
+def test_tiny_gguf_and_folder_load_with_their_facts(tiny_gguf, tiny_mlx_folder, engine_name):
+    sources = (tiny_gguf, tiny_mlx_folder) if engine_name == "mlx" else (tiny_gguf,)
+    for source in sources:
+        model = Model.load(source, engine=engine_name)
+        assert model.engine.name == engine_name
         assert model.architecture == "llama"
         assert model.n_vocab == 300
         assert model.n_ctx_train == 256
@@ -62,7 +69,7 @@ def test_default_model_loads_by_no_argument_and_by_name(smollm2) -> None:
     assert smollm2.n_vocab == 49152
     assert smollm2.n_ctx_train == 8192
     assert smollm2.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert Model.load("smollm2").path == smollm2.path
+    assert Model.load("smollm2", engine=smollm2.engine.name).path == smollm2.path
     assert "Q4_1" in smollm2.quantization
 
 
@@ -154,11 +161,11 @@ def test_max_tokens_ends_with_length(tiny) -> None:
 def test_eos_ends_generation_with_stop_and_is_not_shown(smollm2) -> None:
     ctx = Context(smollm2)
     result = ctx.chat(
-        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "user", "content": "Name the capital city of Germany."}],
         StreamConfig(max_tokens=40, temperature=0, timeout_ms=0),
     )
     assert result.finish_reason == "stop"
-    assert "Paris" in result.text
+    assert "Berlin" in result.text
     assert "<|im_end|>" not in result.text
     assert 2 not in result.tokens
 
@@ -263,16 +270,16 @@ def test_producer_counts_at_most_one_token_past_the_consumer(tiny) -> None:
 def test_forward_pass_error_becomes_generation_error_with_cause(tiny, monkeypatch) -> None:
     ctx = Context(tiny)
     boom = RuntimeError("kernel exploded")
-    real = tiny.mlx_model.__class__.__call__
+    real = tiny.engine.step
     calls = {"n": 0}
 
-    def failing(self, *args, **kwargs):
+    def failing(requests):
         calls["n"] += 1
         if calls["n"] > 3:
             raise boom
-        return real(self, *args, **kwargs)
+        return real(requests)
 
-    monkeypatch.setattr(tiny.mlx_model.__class__, "__call__", failing)
+    monkeypatch.setattr(tiny.engine, "step", failing)
     with pytest.raises(GenerationError) as info:
         for _ in ctx.generate_stream("hello", config=GREEDY.replace(max_tokens=50)):
             pass
@@ -325,7 +332,8 @@ def test_many_abandoned_streams_leave_no_threads(tiny) -> None:
 
 
 @pytest.mark.parametrize("repeat_penalty", [1.0, 1.5])
-def test_tokens_equal_mlx_lm_generate_step_on_the_same_weights(tiny, repeat_penalty) -> None:
+def test_tokens_equal_mlx_lm_generate_step_on_the_same_weights(tiny_mlx, repeat_penalty) -> None:
+    tiny = tiny_mlx
     import mlx.core as mx
     from mlx_lm.generate import generate_step
     from mlx_lm.sample_utils import make_logits_processors

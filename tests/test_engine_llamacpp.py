@@ -337,25 +337,60 @@ def test_step_rejects_bad_requests(engine):
         seq.close()
     with pytest.raises(ValueError, match="closed"):
         engine.prefill(seq, [1])
-    with pytest.raises(ContextLengthError, match="KV pool"):
+    with pytest.raises(ContextLengthError, match="KV cells per sequence"):
         engine.new_sequence(engine.n_ctx + 1)
 
 
 # ---------------------------------------------------------------- (f) lifecycle and errors
 
 
-def test_sequence_ids_run_out_and_come_back(smollm2_path):
-    eng = LlamaCppEngine(smollm2_path, n_ctx=512, max_sequences=2)
+def test_more_sequences_than_slots_evict_the_least_recent_and_restore_it(smollm2_path):
+    """Three sequences on two slots, interleaved mid-generation: each continues exactly as
+    it would alone (an evicted sequence's tokens are fed again when it is next used)."""
+    eng = LlamaCppEngine(smollm2_path, n_ctx=1024, max_sequences=2)
     try:
-        a, b = eng.new_sequence(256), eng.new_sequence(256)
-        with pytest.raises(GenerationError, match="all 2 llama.cpp sequences are in use"):
-            eng.new_sequence(256)
-        a.close()
-        a.close()
-        c = eng.new_sequence(256)
-        assert c.seq_id == a.seq_id
-        b.close()
-        c.close()
+        prompts = [r["prompt_ids"] for r in RECORDS[:3]]
+        alone = []
+        for prompt in prompts:
+            seq = eng.new_sequence(512)
+            alone.append(tokens(generate(eng, seq, prompt, 6)[1]))
+            seq.close()
+        seqs = [eng.new_sequence(512) for _ in prompts]
+        for seq, prompt in zip(seqs, prompts, strict=True):
+            seq.configure(GREEDY, history=prompt)
+            eng.prefill(seq, prompt[:-1])
+        outs: list[list[int]] = [[] for _ in seqs]
+        for i, (seq, prompt) in enumerate(zip(seqs, prompts, strict=True)):
+            outs[i].append(eng.step([StepRequest(seq, prompt[-1:])]).result()[0].token)
+        for _ in range(5):
+            for i, seq in enumerate(seqs):  # round robin: every step evicts someone
+                outs[i].append(eng.step([StepRequest(seq)]).result()[0].token)
+        assert outs == alone
+        with pytest.raises(ValueError, match="max_sequences=2"):
+            eng.step([StepRequest(s) for s in seqs])
+        for seq in seqs:
+            seq.close()
+    finally:
+        eng.close()
+
+
+def test_greedy_text_does_not_depend_on_the_other_sequences(smollm2_path):
+    """Each sequence has its own KV stream: where its cells lie does not move with the others
+    (in a shared pool it did, and greedy text changed from one fresh Context to the next)."""
+    eng = LlamaCppEngine(smollm2_path, n_ctx=512, max_sequences=3)
+    try:
+        prompt = RECORDS[1]["prompt_ids"]
+        a = eng.new_sequence(512)
+        alone = tokens(generate(eng, a, prompt, 12)[1])
+        other = eng.new_sequence(512)
+        eng.prefill(other, [5] * 300)
+        b = eng.new_sequence(512)
+        assert tokens(generate(eng, b, prompt, 12)[1]) == alone
+        other.close()
+        b.invalidate()
+        assert tokens(generate(eng, b, prompt, 12)[1]) == alone
+        for seq in (a, b):
+            seq.close()
     finally:
         eng.close()
 
@@ -393,3 +428,20 @@ def test_missing_llama_cpp_names_the_install_command(monkeypatch, smollm2_path):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
     with pytest.raises(ModelLoadError, match=r"pip install 'mullama\[llama\]'"):
         LlamaCppEngine(smollm2_path)
+
+
+def test_greedy_text_is_the_same_on_every_fresh_context(smollm2_path):
+    """Through Model and Context: prompt chunks of a fixed size (chunks sized by the clock
+    changed llama.cpp's numerics, and with them greedy text, from run to run), and each
+    sequence in its own KV stream, including after evictions."""
+    from mullama import Context, Model, StreamConfig
+
+    model = Model.load(smollm2_path, engine="llama.cpp")
+    try:
+        messages = [{"role": "user", "content": "Write a short story about a robot."}]
+        config = StreamConfig(max_tokens=24, temperature=0, timeout_ms=0)
+        first = Context(model).chat(messages, config).tokens
+        for _ in range(model.engine.max_sequences + 2):  # past the resident slots
+            assert Context(model).chat(messages, config).tokens == first
+    finally:
+        model.close()

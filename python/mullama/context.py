@@ -86,7 +86,7 @@ class Context:
         if not isinstance(model, Model):
             raise ConfigError(f"Context needs a mullama Model, got {type(model).__name__}")
         if n_ctx is None:
-            n_ctx = model.n_ctx_train
+            n_ctx = model.n_ctx
         if not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 1:
             raise ConfigError(f"invalid n_ctx = {n_ctx!r}: must be a positive integer")
         self.model = model

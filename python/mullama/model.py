@@ -7,34 +7,40 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mullama._core import ModelLoadError, Tokenizer, TokenizerError
+from mullama._core import ConfigError, ModelLoadError, Tokenizer, TokenizerError
 from mullama._fairlock import FairLock
 from mullama.chat import Message, render_chat
+from mullama.engines.base import Engine
+from mullama.loader.info import ModelInfo, gguf_info
+
+if TYPE_CHECKING:
+    from mullama.remote import RemoteModel
 
 
 class Model:
     """A loaded model: call `Model.load(path)`; generate through a `Context`.
 
-    The forward pass of every stream on one Model is serialized through a FIFO lock, so
-    several contexts (threads or tasks) can share it and take turns fairly.
+    `engine` runs the forward pass (MLX or llama.cpp, see `mullama.engines`); `engine.reason`
+    says why it was chosen. The forward pass of every stream on one Model is serialized
+    through a FIFO lock, so several contexts (threads or tasks) can share it and take turns
+    fairly.
     """
 
     def __init__(
         self,
-        loaded: Any,
+        engine: Engine,
+        info: ModelInfo,
         tokenizer: Tokenizer,
         chat_template: str | None,
         special_tokens: dict[str, str],
     ) -> None:
-        from mullama.engines.mlx import MlxEngine
-
-        self._loaded = loaded
-        self.engine = MlxEngine(loaded)
+        self.engine = engine
         """The forward pass (see `mullama.engines`)."""
+        self._info = info
         self._tokenizer = tokenizer
         self._chat_template = chat_template
         self._special_tokens = special_tokens
@@ -42,46 +48,98 @@ class Model:
         self._eog_ids = frozenset(tokenizer.end_of_generation_ids)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> Model:
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | None = None,
+        n_ctx: int | None = None,
+    ) -> Model:
         """Loads a GGUF file, an MLX/Hugging Face safetensors folder, or (no argument, or
-        "smollm2") the built-in SmolLM2-135M-Instruct. Raises ModelLoadError naming the problem."""
-        from mullama import loader
+        "smollm2") the built-in SmolLM2-135M-Instruct.
 
+        `engine`: "auto" (the default, or $MULLAMA_ENGINE): MLX where it has a GPU, llama.cpp
+        on CPU-only hosts where it is installed, else MLX on the CPU; or "mlx" / "llama.cpp".
+        `n_ctx`: the most tokens a Context may hold (default: the model's n_ctx_train; on
+        llama.cpp min(n_ctx_train, 4096), the KV cells it allocates per resident Context).
+        Raises ModelLoadError naming the problem (for an engine that is not installed, with
+        the command that installs it)."""
+        from mullama import loader
+        from mullama.engines.choice import choose_engine
+
+        if n_ctx is not None and (
+            not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 1
+        ):
+            raise ConfigError(f"invalid n_ctx = {n_ctx!r}: must be a positive integer")
         resolved = loader.resolve_model(None if path is None else os.fspath(path))
-        loaded = loader.load_model(resolved)
-        if loaded.gguf is None:
+        gguf = None if resolved.is_dir() else loader.open_model_file(resolved)
+        unsupported = None if gguf is None else loader.mlx_unsupported(gguf)
+        choice = choose_engine(engine, resolved, mlx_supports=unsupported)
+        if choice.name == "llama.cpp":
+            from mullama.engines.llamacpp import LlamaCppEngine
+
+            assert gguf is not None  # choose_engine picks llama.cpp for GGUF files only
+            runner: Engine = LlamaCppEngine(resolved, n_ctx=n_ctx)
+            info = gguf_info(gguf, n_vocab=runner.n_vocab, n_ctx_train=runner.n_ctx_train)
+        else:
+            from mullama.engines.mlx import MlxEngine
+
+            loaded = loader.load_gguf(gguf) if gguf is not None else loader.load_model(resolved)
+            runner = MlxEngine(loaded, n_ctx=n_ctx)
+            info = loaded.info
+        runner.reason = choice.reason
+        if gguf is None:
             tokenizer, template, specials = _folder_tokenizer(resolved)
         else:
             # From the header the loader already parsed: one parse per load.
-            tokenizer = Tokenizer.from_gguf(loaded.gguf)
+            tokenizer = Tokenizer.from_gguf(gguf)
             template = tokenizer.chat_template
             specials = {}
-        return cls(loaded, tokenizer, template, specials)
+        return cls(runner, info, tokenizer, template, specials)
+
+    @staticmethod
+    def connect(url: str, *, model: str, api_key: str | None = None, **options: Any) -> RemoteModel:
+        """A model on an OpenAI-compatible (http(s)://host/v1) or Ollama (ollama://host:port,
+        http://host:port/api) server, with a Context's generate_stream / generate / chat
+        (see mullama.remote)."""
+        from mullama.remote import connect
+
+        return connect(url, model=model, api_key=api_key, **options)
 
     # -- what the model is ---------------------------------------------------------------
     @property
+    def info(self) -> ModelInfo:
+        """Path, architecture, metadata, sizes and quantization, as loaded."""
+        return self._info
+
+    @property
     def path(self) -> Path:
-        return Path(self._loaded.path)
+        return self._info.path
 
     @property
     def architecture(self) -> str:
-        return self._loaded.architecture
+        return self._info.architecture
 
     @property
     def metadata(self) -> dict[str, Any]:
-        return self._loaded.metadata
+        return self._info.metadata
 
     @property
     def n_vocab(self) -> int:
-        return int(self._loaded.n_vocab)
+        return self._info.n_vocab
 
     @property
     def n_ctx_train(self) -> int:
-        return int(self._loaded.n_ctx_train)
+        return self._info.n_ctx_train
+
+    @property
+    def n_ctx(self) -> int:
+        """The most tokens a Context on this model may hold (its default n_ctx)."""
+        return self.engine.n_ctx
 
     @property
     def quantization(self) -> str:
-        return str(getattr(self._loaded, "quantization", ""))
+        return self._info.quantization
 
     @property
     def chat_template(self) -> str | None:
@@ -97,8 +155,14 @@ class Model:
 
     @property
     def mlx_model(self) -> Any:
-        """The mlx-lm model module (for advanced use)."""
-        return self._loaded.model
+        """The mlx-lm model module (for advanced use); only on the MLX engine."""
+        module = getattr(self.engine, "model", None)
+        if self.engine.name != "mlx" or module is None:
+            raise AttributeError(
+                f"this model runs on the {self.engine.name} engine, which has no MLX module "
+                "(load it with engine='mlx')"
+            )
+        return module
 
     # -- tokens ----------------------------------------------------------------------------
     def tokenize(self, text: str, special: bool = True, add_bos: bool = False) -> list[int]:
@@ -161,10 +225,17 @@ class Model:
         with self.forward_lock:
             return self.engine.logits(ids)
 
+    def close(self) -> None:
+        """Frees the engine's weights and caches now rather than when the Model is collected
+        (waits for a running step). Generating afterwards is a GenerationError."""
+        with self.forward_lock:
+            self.engine.close()
+
     def __repr__(self) -> str:
         return (
             f"Model(path={str(self.path)!r}, architecture={self.architecture!r}, "
-            f"n_vocab={self.n_vocab}, n_ctx_train={self.n_ctx_train})"
+            f"n_vocab={self.n_vocab}, n_ctx_train={self.n_ctx_train}, "
+            f"engine={self.engine.name!r})"
         )
 
 

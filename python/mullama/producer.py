@@ -186,13 +186,15 @@ class GenerationJob:
         if not self._prefill(todo[:-1]):
             return
         eog = self.end_of_generation_ids
+        run_ahead = engine.steps_run_ahead
         with lock:
             seq.configure(SamplerSettings.from_config(self.config), self.prompt_ids[:-1])
             pending = engine.step([StepRequest(seq, todo[-1:], self.top_logprobs)])
         while True:
             with lock:
+                room = len(seq.cached_ids) < seq.n_ctx
                 ahead = None
-                if len(seq.cached_ids) < seq.n_ctx and self._abort is None:
+                if run_ahead and room and self._abort is None:
                     # Queue the next step before reading this token, as mlx-lm does, so the
                     # device never waits on Python; if this token ends the reply, that step
                     # is wasted.
@@ -207,14 +209,21 @@ class GenerationJob:
                 return
             if self._should_stop():
                 return
-            if ahead is None:  # the context is full
+            if not room:  # the context is full
                 producer.finish("length", None)
                 return
+            if ahead is None:
+                # A synchronous engine: the token went out first, so the consumer never
+                # waits for the step after it.
+                with lock:
+                    ahead = engine.step([StepRequest(seq, None, self.top_logprobs)])
             pending = ahead
 
     def _prefill(self, ids: list[int]) -> bool:
-        """Feeds `ids` in chunks of about PREFILL_CHUNK_S; False if told to stop meanwhile."""
-        chunk = PREFILL_FIRST_CHUNK
+        """Feeds `ids` in chunks of about PREFILL_CHUNK_S (or the engine's fixed chunk);
+        False if told to stop meanwhile."""
+        fixed = self.engine.prefill_chunk
+        chunk = fixed or PREFILL_FIRST_CHUNK
         done = 0
         while done < len(ids):
             if self._should_stop():
@@ -222,9 +231,12 @@ class GenerationJob:
             part = ids[done : done + chunk]
             with self._lock:
                 started = time.perf_counter()
-                self.engine.prefill(self.sequence, part)
+                fed_all = self.engine.prefill(self.sequence, part, self._should_stop)
                 took = time.perf_counter() - started
+            if not fed_all:
+                return False
             done += len(part)
-            rate = len(part) / max(took, 1e-6)
-            chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
+            if not fixed:
+                rate = len(part) / max(took, 1e-6)
+                chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
         return not self._should_stop()

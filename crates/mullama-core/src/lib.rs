@@ -23,7 +23,7 @@ pub use gguf::{GgufMetadata, GgufValue};
 pub use reader::{Read, StreamReader};
 pub use stop::StopScanner;
 pub use stream::{
-    push_ids_in_order, token_stream, Batch, NextWithin, PushOutcome, TokenConsumer, TokenProducer,
-    TryNext,
+    push_ids_in_order, text_stream, token_stream, Batch, NextWithin, PushOutcome, TextProducer,
+    TokenConsumer, TokenProducer, TryNext,
 };
 pub use tokenizer::Tokenizer;

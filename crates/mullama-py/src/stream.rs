@@ -26,6 +26,8 @@ use crate::errors::{consumer_error, to_py_err};
 use crate::token::PyToken;
 use crate::vocab::{type_name, vocab_pieces, PyPieceTable};
 
+mod text;
+
 /// How long one blocking wait lasts before the consumer checks for Ctrl+C.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -77,6 +79,17 @@ fn seconds(value: f64, what: &str) -> PyResult<Duration> {
         PyValueError::new_err(format!(
             "{what} must be a finite number of seconds >= 0, not {value}"
         ))
+    })
+}
+
+/// The core's message for a producer's exception: its type and text.
+fn failure_message(exc: &Bound<'_, PyBaseException>) -> PyResult<String> {
+    let text = exc.str()?.to_string();
+    let kind = type_name(exc.as_any());
+    Ok(if text.is_empty() {
+        kind
+    } else {
+        format!("{kind}: {text}")
     })
 }
 
@@ -138,13 +151,7 @@ impl PyTokenProducer {
     /// Ends the stream with an error: the consumer raises GenerationError with `exc` as its
     /// `__cause__`.
     fn fail(&self, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
-        let text = exc.str()?.to_string();
-        let kind = type_name(exc.as_any());
-        let message = if text.is_empty() {
-            kind
-        } else {
-            format!("{kind}: {text}")
-        };
+        let message = failure_message(exc)?;
         *lock(&self.failure) = Some(exc.clone().unbind());
         self.inner.fail(message);
         Ok(())
@@ -438,5 +445,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenStream>()?;
     m.add_function(wrap_pyfunction!(open_stream, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_piece_producer, m)?)?;
+    text::register(m)?;
     Ok(())
 }

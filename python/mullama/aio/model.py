@@ -7,9 +7,10 @@ and tokens reach the loop through `AsyncTokenStream`.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -21,6 +22,9 @@ from mullama.context import Context, GenerationResult, ResultCollector
 from mullama.model import Model
 from mullama.producer import run_on_producer_thread
 from mullama.request import GenerationRequest, takes_request
+
+if TYPE_CHECKING:
+    from mullama.remote import AsyncRemoteModel
 
 
 class _WholeReplies:
@@ -65,11 +69,28 @@ class AsyncModel(_WholeReplies):
         self.model = model
 
     @classmethod
-    async def load(cls, path: str | os.PathLike[str] | None = None) -> AsyncModel:
-        """Loads like `Model.load(path)`, in a worker thread so the event loop keeps running."""
-        # Loading runs MLX: keep it on a long-lived thread (see run_on_producer_thread).
-        model = await anyio.to_thread.run_sync(run_on_producer_thread, Model.load, path)
+    async def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | None = None,
+        n_ctx: int | None = None,
+    ) -> AsyncModel:
+        """Loads like `Model.load(path, engine=..., n_ctx=...)`, in a worker thread so the
+        event loop keeps running."""
+        # Loading may run MLX: keep it on a long-lived thread (see run_on_producer_thread).
+        load = functools.partial(Model.load, path, engine=engine, n_ctx=n_ctx)
+        model = await anyio.to_thread.run_sync(run_on_producer_thread, load)
         return cls(model)
+
+    @staticmethod
+    def connect(
+        url: str, *, model: str, api_key: str | None = None, **options: Any
+    ) -> AsyncRemoteModel:
+        """The async twin of `Model.connect` (see mullama.remote)."""
+        from mullama.remote import connect_async
+
+        return connect_async(url, model=model, api_key=api_key, **options)
 
     def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:
         return _wrap(Context(self.model).open_stream(request), request)

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from mullama.cli.exit_codes import UsageError
-from mullama.cli.output import loading_line
+from mullama.cli.output import loading_line, status
 from mullama.cli.parser import config_overrides
 
 
@@ -18,8 +18,15 @@ def load_model(args: argparse.Namespace) -> tuple[str, Any]:
     from mullama.model import Model  # imports MLX: not needed for --help or usage errors
 
     resolved = resolve(args.model)
-    with loading_line(resolved.name, verbose=getattr(args, "verbose", False)):
-        return resolved.name, Model.load(resolved.path)
+    verbose = getattr(args, "verbose", False)
+    n_ctx = getattr(args, "ctx_size", None)
+    if n_ctx is not None and n_ctx < 1:
+        raise UsageError("--ctx-size must be at least 1")
+    with loading_line(resolved.name, verbose=verbose):
+        model = Model.load(resolved.path, engine=getattr(args, "engine", None), n_ctx=n_ctx)
+    if verbose:
+        status(f"engine: {model.engine.describe()}")
+    return resolved.name, model
 
 
 def make_config(args: argparse.Namespace) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from mullama.cli.exit_codes import ExitCode
 from mullama.loader import names
@@ -34,7 +35,7 @@ def show_model(args: argparse.Namespace) -> int:
     from mullama.model import Model
 
     resolved = names.resolve(args.name)
-    model = Model.load(resolved.path)
+    model = Model.load(resolved.path, engine=args.engine)
     metadata = model.metadata or {}
     size_label = metadata.get("general.size_label")
     fields = [
@@ -46,6 +47,7 @@ def show_model(args: argparse.Namespace) -> int:
         ("context length", str(model.n_ctx_train)),
         ("vocabulary", str(model.n_vocab)),
         ("chat template", "yes" if model.chat_template else "no (ChatML is used)"),
+        ("engine", model.engine.describe()),
     ]
     width = max(len(key) for key, _ in fields)
     for key, value in fields:
@@ -53,14 +55,9 @@ def show_model(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _count_parameters(model: object) -> str:
-    try:
-        from mlx.utils import tree_flatten
-
-        total = sum(v.size for _, v in tree_flatten(model.mlx_model.parameters()))
-    except Exception:  # an exotic model class: the count is a nicety, not worth failing
-        return "unknown"
-    return f"{total / 1e6:.0f}M (stored values)"
+def _count_parameters(model: Any) -> str:
+    total = model.engine.n_params()
+    return "unknown" if total is None else f"{total / 1e6:.0f}M"
 
 
 def human_size(n: int) -> str:

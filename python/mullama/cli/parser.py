@@ -6,6 +6,8 @@ import argparse
 from typing import Any
 
 from mullama import __version__
+from mullama.cli.remote_options import add_remote_options
+from mullama.engines.choice import DEFAULT_ENGINE, ENGINE_ENV, ENGINES
 from mullama.server import defaults as serve_defaults
 
 # The CLI's deadline for one reply: none. A person at the terminal stops a reply with
@@ -45,7 +47,25 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="model name (see `mullama list`), GGUF file or MLX folder "
         "(default: the built-in smollm2)",
     )
+    _add_engine(parser)
+    parser.add_argument(
+        "--ctx-size",
+        "-c",
+        type=int,
+        metavar="N",
+        help="most tokens of a conversation (default: the model's training context; "
+        "llama.cpp: at most 4096, as its caches are allocated up front)",
+    )
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
+
+
+def _add_engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=f"the forward pass (default: ${ENGINE_ENV} or {DEFAULT_ENGINE}: MLX on a GPU, "
+        "llama.cpp on CPU-only hosts)",
+    )
 
 
 def _add_sampling(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +109,7 @@ def _add_chat_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mullama",
-        description="Stream text from local models (GGUF or MLX) on MLX.",
+        description="Stream text from local models (GGUF or MLX) on MLX or llama.cpp.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 model load, 4 timeout, "
         "5 prompt too long, 130 interrupted.",
     )
@@ -124,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="send the prompt as is, without the chat template"
     )
     _add_sampling(run)
+    add_remote_options(run, ledger=True)
 
     chat = commands.add_parser(
         "chat",
@@ -133,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(chat)
     _add_chat_options(chat)
     _add_sampling(chat)
+    add_remote_options(chat, ledger=True)
 
     list_cmd = commands.add_parser(
         "list", aliases=["ls"], help="the built-in model and those in the models directory"
@@ -141,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = commands.add_parser("show", help="a model's architecture, size and context length")
     show.add_argument("name", metavar="MODEL", help="model name, GGUF file or MLX folder")
+    _add_engine(show)
     show.add_argument("--debug", action="store_true", help="print tracebacks on errors")
 
     serve = commands.add_parser(
@@ -166,12 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key",
         metavar="KEY",
         help="require 'Authorization: Bearer KEY' (or set MULLAMA_API_KEY)",
-    )
-    serve.add_argument(
-        "--ctx-size",
-        type=int,
-        metavar="N",
-        help="context length per request (default: the model's)",
     )
     serve.add_argument(
         "--max-concurrent",

@@ -21,7 +21,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.timeout < 0:
         raise UsageError("--timeout must be >= 0")
     if args.ctx_size is not None and args.ctx_size < 1:
-        raise UsageError("--ctx-size must be at least 1")
+        raise UsageError("--ctx-size must be at least 1")  # before the port is taken
     api_key = args.api_key or os.environ.get("MULLAMA_API_KEY") or None
     try:
         sock = bind_socket(args.host, args.port)
@@ -46,7 +46,7 @@ def serve(args: argparse.Namespace) -> int:
         )
     status(
         f"serving {name} on http://{host}:{port} (OpenAI: /v1, Ollama: /api, "
-        "WebSocket: /v1/ws); Ctrl+C to stop"
+        f"WebSocket: /v1/ws) with {model.engine.describe()}; Ctrl+C to stop"
     )
     run_server(app, sock=sock, log_level=args.log_level)
     status("stopped")

@@ -24,7 +24,7 @@ a sampled token joins it only when a later step feeds it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,9 +128,34 @@ class Engine(ABC):
     name: str
     """"mlx" or "llama.cpp"."""
 
+    steps_run_ahead: bool = False
+    """Whether `step` returns before its compute is done (MLX's lazy graphs): the producer
+    then queues the next step before reading a token, so the device never waits on Python.
+    A synchronous engine's token is handed out first, so the consumer never waits for the
+    step after it."""
+
+    prefill_chunk: int | None = None
+    """A fixed prompt chunk length, for engines whose numerics depend on how a prompt is
+    split (llama.cpp's kernels differ by batch size: chunks sized by the clock made greedy
+    text differ from run to run). None: the producer sizes chunks by time."""
+
+    reason: str = ""
+    """Why this engine runs the model (set by `Model.load`'s choice, e.g. "auto: no GPU for
+    MLX; llama.cpp is faster on CPU")."""
+
     @property
     @abstractmethod
     def n_ctx_train(self) -> int: ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The most tokens one sequence may hold (a Context's default and maximum n_ctx)."""
+        return self.n_ctx_train
+
+    @property
+    def device(self) -> str:
+        """Where the forward pass runs, for people: "cpu", "Metal", "CUDA"."""
+        return "cpu"
 
     @property
     @abstractmethod
@@ -145,9 +170,16 @@ class Engine(ABC):
     def new_sequence(self, n_ctx: int) -> EngineSequence: ...
 
     @abstractmethod
-    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+    def prefill(
+        self,
+        sequence: EngineSequence,
+        ids: Sequence[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
         """Feeds `ids` into the sequence's cache without sampling (one chunk: the caller
-        splits long prompts and checks for stop between chunks)."""
+        splits long prompts and checks for stop between chunks). An engine that can stop
+        inside a chunk polls `should_stop` meanwhile and returns False when it stopped
+        (the cache then holds the tokens fed before); True when all of `ids` went in."""
 
     @abstractmethod
     def step(self, requests: Sequence[StepRequest]) -> StepHandle: ...
@@ -160,5 +192,17 @@ class Engine(ABC):
         """Peak memory the engine has used, in bytes (0 if it cannot tell)."""
         return 0
 
+    def n_params(self) -> int | None:
+        """How many weights the model has (None if the engine cannot tell)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - engines that hold nothing keep the default
         """Releases the weights and every sequence."""
+
+    def describe(self) -> str:
+        """One line for people: "llama.cpp on cpu (auto: no GPU for MLX; ...)"."""
+        line = f"{self.name} on {self.device}"
+        return f"{line} ({self.reason})" if self.reason else line
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"

@@ -2,10 +2,12 @@
 by batch index, llama_memory_seq_rm, llama.cpp's sampler chain) behind the engine interface.
 
 It loads any GGUF llama.cpp supports and is fed token ids only: tokenization stays in the Rust
-core. All sequences live in one llama.cpp context with a unified KV pool (`kv_unified`): each
-sequence is a llama.cpp seq id, and the pool of `n_ctx` cells is shared by whichever sequences
-hold tokens, so memory follows the tokens cached, not `max_sequences * n_ctx`. One more seq id
-than `max_sequences` is kept back for `logits()`' scratch forward.
+core. All sequences live in one llama.cpp context; each resident sequence is a llama.cpp seq id
+with its own KV stream of `n_ctx` cells (`kv_unified` off). A shared (unified) pool would use
+less memory, but where a sequence's cells land in it depends on the other sequences, and that
+changes the order of the attention sums: the same prompt then gave different greedy text on a
+fresh Context in one process. One more seq id than `max_sequences` is kept back for
+`logits()`' scratch forward.
 
 Logprobs are the log-softmax of the logits after the repetition penalty and before top-k /
 top-p / min-p / temperature, the distribution the MLX engine reports too: the penalty is a
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
+import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +40,13 @@ from mullama.engines.base import (
 
 INSTALL = "pip install 'mullama[llama]'"
 
-DEFAULT_N_CTX = 8192
-"""KV pool size when none is given (capped by the model's n_ctx_train): 8192 cells of
-SmolLM2-135M's f16 keys and values are about 180 MiB."""
+DEFAULT_N_CTX = 4096
+"""KV cells per sequence when none is given (capped by the model's n_ctx_train), as Ollama's
+default context: 4096 cells of SmolLM2-135M's f16 keys and values are about 90 MiB, and each
+of the `max_sequences + 1` streams has them."""
+
+DEFAULT_MAX_SEQUENCES = 4
+"""Sequences whose KV stays resident at once (and the most one step advances)."""
 
 DEFAULT_N_THREADS = 1
 """Decode and prefill threads. llama.cpp's workers spin between graph nodes; on a 2-core host
@@ -48,6 +56,12 @@ tenants): 1 thread 62 tok/s, 41 tok/s beside a busy process; 2 threads 5.4 tok/s
 a busy process it did not finish 4x64 tokens in 5 minutes."""
 
 DEFAULT_N_BATCH = 512
+
+PREFILL_CHUNK = 64
+"""Tokens per prompt chunk. A fixed size: llama.cpp's kernels differ by batch shape, and
+chunks sized by the clock made greedy text differ from run to run. Small, because the other
+streams on the model wait for the chunk in flight (a stop inside one comes through the abort
+callback, so stopping does not wait for it)."""
 
 _GGML_LOG_WARN = 3
 _GGML_LOG_ERROR = 4
@@ -91,16 +105,14 @@ def _last_log() -> str:
 
 
 def _peak_rss_bytes() -> int:
-    """The process's peak resident set (VmHWM): weights pages touched, KV pool, compute
-    buffers and everything else in the process. 0 where /proc is absent."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    """The process's peak resident set: weights pages touched, KV caches, compute buffers and
+    everything else in the process (one getrusage call: cheap enough for every token)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes there, KiB on Linux
+
+
+class _Aborted(Exception):
+    """A prefill chunk stopped by its should_stop (llama_decode returned 2)."""
 
 
 class _Done(StepHandle):
@@ -158,11 +170,14 @@ class _Sampler:
 
 
 class LlamaCppSequence(EngineSequence):
-    """One llama.cpp seq id in the engine's context, with its cached ids and samplers."""
+    """One sequence on the engine: its cached ids, samplers and, while its KV is resident,
+    a llama.cpp seq id."""
 
-    def __init__(self, engine: LlamaCppEngine, seq_id: int, n_ctx: int) -> None:
+    def __init__(self, engine: LlamaCppEngine, n_ctx: int) -> None:
         self.n_ctx = n_ctx
-        self.seq_id = seq_id
+        self.seq_id: int | None = None
+        """Its llama.cpp seq id while its KV is resident; None while evicted (or new)."""
+        self.last_use = 0
         self.engine = engine
         self.ids: list[int] = []
         self.pending: int | None = None
@@ -203,8 +218,13 @@ class LlamaCppSequence(EngineSequence):
 class LlamaCppEngine(Engine):
     """A GGUF model in llama.cpp: one context, up to `max_sequences` sequences per step.
 
-    `n_ctx`: KV cells shared by all sequences (default min(n_ctx_train, 8192)); one sequence
-    may use all of them. `n_threads` decodes, `n_threads_batch` prefills (default: the same).
+    Any number of sequences may be open; `max_sequences` of them hold KV at once. When a
+    sequence that is not resident is used and all seq ids are taken, the least recently used
+    sequence outside the current step is evicted, and an evicted sequence's cached tokens are
+    fed again when it is next used: eviction costs time, never correctness.
+
+    `n_ctx`: KV cells of each sequence (default min(n_ctx_train, 4096)). `n_threads` decodes,
+    `n_threads_batch` prefills (default: the same).
     `flash_attn`: off by default, as in llama-cpp-python's `Llama`, whose greedy output this
     engine then reproduces token for token (llama.cpp's "auto" turns it on for CPU and moves
     logits by ~0.2); None lets llama.cpp choose."""
@@ -216,7 +236,7 @@ class LlamaCppEngine(Engine):
         path: str | os.PathLike[str],
         *,
         n_ctx: int | None = None,
-        max_sequences: int = 8,
+        max_sequences: int = DEFAULT_MAX_SEQUENCES,
         n_threads: int = DEFAULT_N_THREADS,
         n_threads_batch: int | None = None,
         n_batch: int = DEFAULT_N_BATCH,
@@ -249,15 +269,15 @@ class LlamaCppEngine(Engine):
         self._n_vocab = int(lib.llama_vocab_n_tokens(vocab))
         self._n_ctx_train = int(lib.llama_model_n_ctx_train(self._model))
 
-        pool = n_ctx if n_ctx is not None else min(self._n_ctx_train, DEFAULT_N_CTX)
-        if not isinstance(pool, int) or pool < 1:
+        per_sequence = n_ctx if n_ctx is not None else min(self._n_ctx_train, DEFAULT_N_CTX)
+        if not isinstance(per_sequence, int) or per_sequence < 1:
             self.close()
             raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
         params = lib.llama_context_default_params()
-        params.n_ctx = pool
+        params.n_ctx = per_sequence * (max_sequences + 1)
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = max_sequences + 1  # + logits()' scratch sequence
-        params.kv_unified = True
+        params.kv_unified = False
         params.n_threads = n_threads
         params.n_threads_batch = n_threads_batch if n_threads_batch is not None else n_threads
         params.no_perf = True
@@ -275,14 +295,27 @@ class LlamaCppEngine(Engine):
                 f"llama.cpp could not create a context for {self.path}{_last_log()}"
             )
         self._mem = lib.llama_get_memory(self._ctx)
-        self._n_ctx = int(lib.llama_n_ctx(self._ctx))
+        # llama.cpp pads the streams (to a multiple of 256); the cells asked for are the limit.
+        self._n_ctx = min(int(lib.llama_n_ctx_seq(self._ctx)), per_sequence)
         self._n_batch = n_batch
         self._max_sequences = max_sequences
         self._n_threads = n_threads
         self._scratch_id = max_sequences
         self._free_ids = list(range(max_sequences - 1, -1, -1))
         self._live: dict[int, LlamaCppSequence] = {}
+        """The resident sequences, by seq id."""
+        self._clock = 0
         self._batch = _Batch(lib, n_batch)
+        self._stop_check: Callable[[], bool] | None = None
+
+        def abort_requested(_data: Any) -> bool:
+            check = self._stop_check
+            return bool(check is not None and check())
+
+        # Kept alive on the engine: llama.cpp holds the raw function pointers.
+        self._abort_callback = lib.ggml_abort_callback(abort_requested)
+        self._no_abort = lib.ggml_abort_callback()  # NULL: llama.cpp checks nothing
+        self.prefill_chunk = min(PREFILL_CHUNK, n_batch)
         # One candidates buffer for every sequence's sampling (steps run one at a time).
         self._cand = np.zeros(
             self._n_vocab, dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)]
@@ -307,7 +340,7 @@ class LlamaCppEngine(Engine):
 
     @property
     def n_ctx(self) -> int:
-        """KV cells in the pool all sequences share."""
+        """KV cells of each sequence."""
         return self._n_ctx
 
     @property
@@ -339,24 +372,56 @@ class LlamaCppEngine(Engine):
                 raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
             if n_ctx > self._n_ctx:
                 raise ContextLengthError(
-                    f"a sequence of n_ctx={n_ctx} does not fit the llama.cpp engine's KV pool "
-                    f"of {self._n_ctx} cells (load the engine with a larger n_ctx)"
+                    f"a sequence of n_ctx={n_ctx} does not fit the llama.cpp engine's "
+                    f"{self._n_ctx} KV cells per sequence (load the model with a larger n_ctx)"
                 )
-            if not self._free_ids:
-                raise GenerationError(
-                    f"all {self._max_sequences} llama.cpp sequences are in use "
-                    "(close one or load the engine with a larger max_sequences)"
-                )
-            seq = LlamaCppSequence(self, self._free_ids.pop(), n_ctx)
-            self._live[seq.seq_id] = seq
-            return seq
+            return LlamaCppSequence(self, n_ctx)
+
+    # ------------------------------------------------------------ residency
+
+    def _evict(self, seq: LlamaCppSequence) -> None:
+        """Frees `seq`'s KV cells and seq id; its ids stay, to be fed again on next use."""
+        assert seq.seq_id is not None
+        self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+        del self._live[seq.seq_id]
+        self._free_ids.append(seq.seq_id)
+        seq.seq_id = None
+
+    def _evict_one(self, protected: set[int]) -> bool:
+        """Evicts the least recently used resident sequence not in `protected` (ids of the
+        sequences objects in the current step); False when there is none."""
+        idle = [s for s in self._live.values() if id(s) not in protected]
+        if not idle:
+            return False
+        self._evict(min(idle, key=lambda s: s.last_use))
+        return True
+
+    def _make_resident(self, seq: LlamaCppSequence, protected: set[int]) -> None:
+        """Gives `seq` a seq id (evicting if all are taken) and feeds its cached ids again
+        if it was evicted."""
+        self._clock += 1
+        seq.last_use = self._clock
+        if seq.seq_id is not None:
+            return
+        if not self._free_ids and not self._evict_one(protected):
+            raise GenerationError(
+                f"one step advances at most {self._max_sequences} llama.cpp sequences "
+                "(load the engine with a larger max_sequences)"
+            )
+        restore, seq.ids = seq.ids, []
+        seq.seq_id = self._free_ids.pop()
+        self._live[seq.seq_id] = seq
+        self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+        self._feed(seq, restore)
 
     def truncate(self, seq: EngineSequence, keep: int) -> None:
         """Keeps the first `keep` cached tokens of `seq` (the sequences' trim and reuse)."""
         with self._lock:
             seq = self._check_sequence(seq)
             keep = max(0, min(keep, len(seq.ids)))
-            if keep < len(seq.ids) or keep == 0:
+            if seq.seq_id is None:
+                del seq.ids[keep:]
+            elif keep < len(seq.ids) or keep == 0:
                 if not self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, keep, -1):
                     # Only recurrent memories refuse a partial removal; start them over.
                     self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
@@ -391,29 +456,24 @@ class LlamaCppEngine(Engine):
             seq.closed = True
             if self._ctx is None:
                 return
-            self._lib.llama_memory_seq_rm(self._mem, seq.seq_id, -1, -1)
+            if seq.seq_id is not None:
+                self._evict(seq)
+            seq.ids = []
             self._drop_sampler(seq)
-            del self._live[seq.seq_id]
-            self._free_ids.append(seq.seq_id)
 
     # ------------------------------------------------------------ forward passes
 
-    def _cells_used(self) -> int:
-        return sum(len(s.ids) for s in self._live.values())
-
     def _check_room(self, feeds: list[tuple[LlamaCppSequence, list[int]]]) -> None:
+        """Makes every sequence of a step resident with room for its new ids."""
         for seq, ids in feeds:
             if len(seq.ids) + len(ids) > seq.n_ctx:
                 raise ContextLengthError(
-                    f"sequence {seq.seq_id} would hold {len(seq.ids) + len(ids)} tokens, "
+                    f"the sequence would hold {len(seq.ids) + len(ids)} tokens, "
                     f"more than its n_ctx={seq.n_ctx}"
                 )
-        needed = self._cells_used() + sum(len(ids) for _, ids in feeds)
-        if needed > self._n_ctx:
-            raise ContextLengthError(
-                f"the llama.cpp KV pool of {self._n_ctx} cells is full ({needed} needed by "
-                f"{len(self._live)} sequences; close some or load with a larger n_ctx)"
-            )
+        protected = {id(seq) for seq, _ in feeds}
+        for seq, _ in feeds:
+            self._make_resident(seq, protected)
 
     def _decode(self, rows: list[tuple[int, int, int, bool]]) -> None:
         """One llama_decode of (token, seq id, position, wants logits) rows."""
@@ -426,6 +486,8 @@ class LlamaCppEngine(Engine):
                 seq = self._live.get(seq_id)
                 start = len(seq.ids) if seq is not None else 0
                 self._lib.llama_memory_seq_rm(self._mem, seq_id, start, -1)
+            if rc == 2 and self._stop_check is not None:
+                raise _Aborted()
             meaning = {1: "no KV slot for the batch", 2: "aborted", -1: "invalid batch"}
             raise GenerationError(
                 f"llama_decode failed with return code {rc}"
@@ -433,33 +495,59 @@ class LlamaCppEngine(Engine):
             )
 
     def _feed(self, seq: LlamaCppSequence, ids: list[int]) -> None:
-        """Decodes `ids` into `seq` in n_batch chunks without logits."""
+        """Decodes `ids` into resident `seq` in n_batch chunks without logits."""
+        assert seq.seq_id is not None
         for start in range(0, len(ids), self._n_batch):
             chunk = ids[start : start + self._n_batch]
             pos = len(seq.ids)
             self._decode([(t, seq.seq_id, pos + i, False) for i, t in enumerate(chunk)])
             seq.ids.extend(chunk)
 
-    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+    def prefill(
+        self,
+        sequence: EngineSequence,
+        ids: Sequence[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        """With `should_stop`, llama.cpp polls it between the graph's nodes (its abort
+        callback): a chunk stops within milliseconds of a close, a deadline or Ctrl+C."""
         with self._lock:
             seq = self._check_sequence(sequence)
             ids = [int(t) for t in ids]
             if not ids:
-                return
+                return True
             self._check_room([(seq, ids)])
             seq.pending = None
-            self._feed(seq, ids)
+            if should_stop is None:
+                self._feed(seq, ids)
+                return True
+            self._stop_check = should_stop
+            self._lib.llama_set_abort_callback(self._ctx, self._abort_callback, None)
+            try:
+                self._feed(seq, ids)
+            except _Aborted:
+                return False
+            finally:
+                # Decode steps run without it: a Python call per graph node costs time.
+                self._lib.llama_set_abort_callback(self._ctx, self._no_abort, None)
+                self._stop_check = None
+            return True
 
     def step(self, requests: Sequence[StepRequest]) -> StepHandle:
         with self._lock:
             self._check_open()
             feeds: list[tuple[LlamaCppSequence, list[int], int]] = []
             seen: set[int] = set()
+            if len(requests) > self._max_sequences:
+                raise ValueError(
+                    f"a step of {len(requests)} sequences exceeds max_sequences="
+                    f"{self._max_sequences}"
+                )
             for req in requests:
                 seq = self._check_sequence(req.sequence)
-                if seq.seq_id in seen:
-                    raise ValueError(f"sequence {seq.seq_id} appears twice in one step")
-                seen.add(seq.seq_id)
+                if id(seq) in seen:
+                    raise ValueError("a sequence appears twice in one step")
+                seen.add(id(seq))
                 if seq.sampler is None:
                     raise ValueError("configure() the sequence before stepping it")
                 if req.input_ids is not None:
@@ -544,11 +632,10 @@ class LlamaCppEngine(Engine):
             ids = [int(t) for t in ids]
             if not ids:
                 return np.zeros((0, self._n_vocab), dtype=np.float32)
-            needed = self._cells_used() + len(ids)
-            if len(ids) > self._n_ctx or needed > self._n_ctx:
+            if len(ids) > self._n_ctx:
                 raise ContextLengthError(
-                    f"logits() of {len(ids)} tokens does not fit the llama.cpp KV pool of "
-                    f"{self._n_ctx} cells ({self._cells_used()} in use)"
+                    f"logits() of {len(ids)} tokens does not fit the llama.cpp engine's "
+                    f"{self._n_ctx} KV cells per sequence"
                 )
             out = np.empty((len(ids), self._n_vocab), dtype=np.float32)
             scratch = self._scratch_id
@@ -566,9 +653,14 @@ class LlamaCppEngine(Engine):
 
     # ------------------------------------------------------------ lifecycle
 
+    def n_params(self) -> int | None:
+        with self._lock:
+            self._check_open()
+            return int(self._lib.llama_model_n_params(self._model))
+
     def peak_memory(self) -> int:
-        """The process's peak resident set (VmHWM) in bytes: llama.cpp's weights, KV pool
-        and compute buffers live in the process, not in a device allocator that could tell."""
+        """The process's peak resident set in bytes: llama.cpp's weights, KV caches and
+        compute buffers live in the process, not in a device allocator that could tell."""
         return _peak_rss_bytes()
 
     def close(self) -> None:

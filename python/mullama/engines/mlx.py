@@ -7,7 +7,7 @@ detokenizes and delivers token n.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -15,6 +15,7 @@ import numpy as np
 from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
+from mullama._core import GenerationError
 from mullama.engines.base import (
     Engine,
     EngineSequence,
@@ -23,6 +24,7 @@ from mullama.engines.base import (
     StepOutput,
     StepRequest,
 )
+from mullama.engines.choice import mlx_gpu
 
 # Like mlx-lm's: generation work goes to its own stream, one per calling thread.
 _generation_stream = mx.new_thread_local_stream(mx.default_device())
@@ -194,14 +196,24 @@ class MlxEngine(Engine):
     """An mlx-lm model loaded by `mullama.loader` (from GGUF or an MLX folder)."""
 
     name = "mlx"
+    steps_run_ahead = True
 
-    def __init__(self, loaded: Any) -> None:
+    def __init__(self, loaded: Any, n_ctx: int | None = None) -> None:
+        if n_ctx is not None and (not isinstance(n_ctx, int) or n_ctx < 1):
+            raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
         self._loaded = loaded
         self.model = loaded.model
+        """The mlx-lm model module."""
+        self._n_ctx = n_ctx
+        self._closed = False
 
     @property
     def n_ctx_train(self) -> int:
         return int(self._loaded.n_ctx_train)
+
+    @property
+    def n_ctx(self) -> int:
+        return self._n_ctx if self._n_ctx is not None else self.n_ctx_train
 
     @property
     def n_vocab(self) -> int:
@@ -209,26 +221,50 @@ class MlxEngine(Engine):
 
     @property
     def device(self) -> str:
-        return str(mx.default_device())
+        return mlx_gpu() or "cpu"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GenerationError("the MLX engine is closed")
 
     def new_sequence(self, n_ctx: int) -> MlxSequence:
+        self._check_open()
         return MlxSequence(self, n_ctx)
 
-    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+    def prefill(
+        self,
+        sequence: EngineSequence,
+        ids: Sequence[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        self._check_open()
         with mx.stream(_generation_stream):
             _own(sequence)._prefill([int(i) for i in ids])
+        return True
 
     def step(self, requests: Sequence[StepRequest]) -> StepHandle:
+        self._check_open()
         with mx.stream(_generation_stream):
             handles = [_own(r.sequence)._step(r) for r in requests]
         return handles[0] if len(handles) == 1 else _Batch(handles)
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
+        self._check_open()
         with mx.stream(_generation_stream):
             return self._loaded.forward(ids)
 
     def peak_memory(self) -> int:
         return int(mx.get_peak_memory())
+
+    def close(self) -> None:
+        """Marks the engine closed; MLX frees the weights once the last reference goes."""
+        self._closed = True
+
+    def n_params(self) -> int | None:
+        """Stored values: a quantized weight counts its packed words, not its weights."""
+        from mlx.utils import tree_flatten
+
+        return sum(v.size for _, v in tree_flatten(self.model.parameters()))
 
 
 def _own(sequence: EngineSequence) -> MlxSequence:

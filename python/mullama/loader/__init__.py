@@ -2,6 +2,8 @@
 
 load_model(path_or_name)   # dispatch: None, a name (names.py), a .gguf file, or a folder
 load_gguf(path)            # GGUF (llama, qwen2, qwen3, gemma3)
+open_model_file(path)      # a GGUF file's parsed header (with or without the .gguf suffix)
+mlx_unsupported(gguf)      # why the MLX loader cannot map a GGUF file, or None
 load_mlx_folder(path)      # config.json + *.safetensors, any mlx-lm architecture
 resolve_model(name)        # a name, file or folder -> the path to load (names.py)
 
@@ -19,6 +21,8 @@ _HOMES = {
     "LoadedModel": "loaded_model",
     "default_model_path": "default_model",
     "load_gguf": "gguf_loader",
+    "mlx_unsupported": "gguf_check",
+    "open_model_file": "gguf_check",
     "load_mlx_folder": "safetensors_loader",
     "load_model": "load",
     "resolve_model": "names",

@@ -17,6 +17,7 @@ import mlx.nn as nn
 from mlx_lm.utils import dequantize_model
 
 from mullama._core import GgufFile, GgufTensor, ModelLoadError
+from mullama.loader.gguf_check import open_gguf
 from mullama.loader.gguf_config import ARCHITECTURES, ArchitectureSpec, architecture_spec
 from mullama.loader.gguf_names import IGNORED_TENSORS, module_path
 from mullama.loader.loaded_model import LoadedModel, use_device_dtype
@@ -34,7 +35,7 @@ from mullama.loader.quant import (
 SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHITECTURES))
 
 
-def load_gguf(path: str | Path, *, keep_quantized: bool = True) -> LoadedModel:
+def load_gguf(path: str | Path | GgufFile, *, keep_quantized: bool = True) -> LoadedModel:
     """Load a GGUF model. Raises ModelLoadError naming the problem for a missing or
     malformed file, an unsupported architecture or an unsupported tensor type.
 
@@ -43,13 +44,10 @@ def load_gguf(path: str | Path, *, keep_quantized: bool = True) -> LoadedModel:
     kernels for prompt processing when MLX uses an optimized BLAS.
 
     The header is parsed once, by the core's reader; the result travels on as
-    `LoadedModel.gguf` so that the tokenizer is built from it without a second parse."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}")
-    if not path.is_file():
-        raise ModelLoadError(f"not a GGUF file (is a directory or special file): {path}")
-    gguf = GgufFile.open(path)
+    `LoadedModel.gguf` so that the tokenizer is built from it without a second parse
+    (pass an already parsed GgufFile to reuse its parse)."""
+    gguf = path if isinstance(path, GgufFile) else open_gguf(path)
+    path = Path(gguf.path)
     spec = architecture_spec(gguf)
 
     tensors = {t.name: t for t in gguf.tensors if t.name not in IGNORED_TENSORS}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mullama._core import ModelLoadError
+from mullama.loader.gguf_check import open_model_file
 from mullama.loader.gguf_loader import load_gguf
 from mullama.loader.loaded_model import LoadedModel
 from mullama.loader.names import resolve_model
@@ -19,19 +19,4 @@ def load_model(
     path = resolve_model(path_or_name)
     if path.is_dir():
         return load_mlx_folder(path)
-    if path.suffix.lower() != ".gguf" and not _has_gguf_magic(path):
-        raise ModelLoadError(f"{path} is neither a GGUF file nor a model folder")
-    return load_gguf(path, keep_quantized=keep_quantized)
-
-
-# Only to tell a GGUF file without the .gguf suffix from other files; the core's reader
-# checks the header itself.
-GGUF_MAGIC = b"GGUF"
-
-
-def _has_gguf_magic(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == GGUF_MAGIC
-    except OSError:
-        return False
+    return load_gguf(open_model_file(path), keep_quantized=keep_quantized)

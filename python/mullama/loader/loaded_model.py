@@ -14,6 +14,7 @@ from mlx.utils import tree_map
 from mlx_lm.models.cache import make_prompt_cache
 
 from mullama._core import GgufFile
+from mullama.loader.info import ModelInfo
 
 _HALF_TYPES = (mx.float16, mx.bfloat16)
 
@@ -45,6 +46,18 @@ class LoadedModel:
     # The parsed header of a GGUF model (None for folders); the tokenizer is built from
     # it, so that a load parses the header once.
     gguf: GgufFile | None = field(default=None, repr=False)
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            path=self.path,
+            architecture=self.architecture,
+            metadata=self.metadata,
+            n_ctx_train=int(self.n_ctx_train),
+            n_vocab=int(self.n_vocab),
+            quantization=self.quantization,
+            source=self.source,
+        )
 
     def forward(self, ids: Sequence[int]) -> np.ndarray:
         """Logits of shape (len(ids), n_vocab), float32, from one causal pass without cache."""

@@ -121,7 +121,7 @@ class ServedModel:
     ) -> None:
         self.model = model
         self.name = name
-        self.n_ctx = n_ctx or model.n_ctx_train
+        self.n_ctx = n_ctx or model.n_ctx
         self.max_concurrent = max_concurrent
         self.default_max_tokens = default_max_tokens
         self.timeout_ms = timeout_ms
@@ -137,7 +137,7 @@ class ServedModel:
     @property
     def max_n_ctx(self) -> int:
         """The largest context a request may ask for (Ollama's num_ctx): the model's."""
-        return self.model.n_ctx_train
+        return self.model.n_ctx
 
     def matches(self, requested: str | None) -> bool:
         """Whether a request's `model` names this model (no name: the served one)."""
