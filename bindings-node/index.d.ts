@@ -207,6 +207,8 @@ export class Model {
   readonly path: string;
   readonly architecture: string;
   readonly nCtxTrain: number;
+  /** The most tokens a Context holds (prompt and reply) on this model's engine. */
+  readonly nCtx: number;
   readonly nVocab: number;
   readonly engine: string;
   readonly tokenizer: Tokenizer;

@@ -39,6 +39,11 @@ class Model {
     return this.#worker.info.n_ctx_train;
   }
 
+  /** The most tokens a Context holds (prompt and reply) on this model's engine. */
+  get nCtx() {
+    return this.#worker.info.n_ctx;
+  }
+
   get nVocab() {
     return this.#worker.info.n_vocab;
   }

@@ -88,7 +88,7 @@ test('break cancels: the next generation on the context starts at once', async (
 test('a prompt longer than the context is CONTEXT_LENGTH', async (t) => {
   const m = await defaultModel(t);
   if (!m) return;
-  const ids = new Array(m.nCtxTrain + 1).fill(28);
+  const ids = new Array(m.nCtx + 1).fill(28);
   await assert.rejects(new Context(m).generate(ids, 4), (err) => err instanceof ContextLengthError && err.code === 'CONTEXT_LENGTH');
 });
 

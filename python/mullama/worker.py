@@ -212,7 +212,7 @@ class WorkerContext:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.n_ctx = model.n_ctx_train
+        self.n_ctx = model.n_ctx  # what a Context holds on this engine (llama.cpp caps it)
         self.sequence = model.engine.new_sequence(self.n_ctx)
         self.job: Any = None
 
@@ -337,6 +337,7 @@ def model_info(model: Any) -> dict[str, Any]:
         "architecture": model.architecture,
         "n_vocab": model.n_vocab,
         "n_ctx_train": model.n_ctx_train,
+        "n_ctx": model.n_ctx,
         "engine": getattr(model.engine, "name", ""),
         "tokenizer": tokenizer,
         "end_of_generation_ids": sorted(model.end_of_generation_ids),
