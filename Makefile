@@ -26,6 +26,12 @@ test-fast: dev ## Rust and Python tests without the bootstrap and without slow t
 	cargo test --workspace -q
 	$(PY) -m pytest -q -m "not slow" tests
 
+.PHONY: test-node
+test-node: ## Build the Node addon (release) and run its typecheck and node --test suite
+	cd bindings-node && npm ci --no-audit --no-fund && npx napi build --platform --release --js native.js --dts native.d.ts
+	cd bindings-node && npx tsc --noEmit --strict -p test/types
+	cd bindings-node && MULLAMA_PYTHON=$(CURDIR)/$(PY) node --test test/*.test.js
+
 .PHONY: lint
 lint: ## cargo fmt --check, clippy -D warnings, ruff
 	cargo fmt --all -- --check
@@ -43,3 +49,5 @@ fmt: ## Format Rust and Python
 bench: ## Benchmarks (ratios printed as tables; see benchmarks/README.md)
 	cargo bench -p mullama-core --bench core_stream
 	for script in benchmarks/bench_*.py; do $(PY) $$script || exit 1; done
+	node benchmarks/bench_node_stream.js
+	MULLAMA_PYTHON=$(CURDIR)/$(PY) node benchmarks/bench_node_e2e.js

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets everything up, then runs every check and test: Rust (fmt, clippy, tests), Python (ruff, pytest).
+# Sets everything up, then runs every check and test: Rust (fmt, clippy, tests), Python (ruff,
+# pytest), Node (the napi addon in release mode, tsc on the typed example, node --test).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -17,3 +18,12 @@ ruff check python tests benchmarks
 ruff format --check python tests benchmarks
 echo "== pytest"
 python -m pytest -q tests
+echo "== node (bindings-node)"
+(
+    cd bindings-node
+    npm ci --no-audit --no-fund
+    npx napi build --platform --release --js native.js --dts native.d.ts
+    npx tsc --noEmit --strict -p test/types
+    # The engine worker runs in this checkout's venv.
+    MULLAMA_PYTHON="$repo/.venv/bin/python" node --test test/*.test.js
+)

@@ -1,5 +1,8 @@
 //! What the consumer receives: one `TokenEvent` per pushed token, with running statistics.
 
+use std::fmt;
+use std::str::FromStr;
+
 /// Why a stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FinishReason {
@@ -16,6 +19,21 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [FinishReason; 5] = [
+        FinishReason::Stop,
+        FinishReason::Length,
+        FinishReason::Timeout,
+        FinishReason::Cancelled,
+        FinishReason::Error,
+    ];
+
+    /// Whether a producer may end a stream with this reason itself (`TokenProducer::finish`):
+    /// cancellation, timeouts and errors are decided by the stream or reported by `fail`.
+    pub fn is_producer_end(self) -> bool {
+        matches!(self, FinishReason::Stop | FinishReason::Length)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::Stop => "stop",
@@ -24,6 +42,42 @@ impl FinishReason {
             FinishReason::Cancelled => "cancelled",
             FinishReason::Error => "error",
         }
+    }
+}
+
+impl fmt::Display for FinishReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A text that names no finish reason; shows the text and the reasons there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownFinishReason(pub String);
+
+impl fmt::Display for UnknownFinishReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = FinishReason::ALL.iter().map(|r| r.as_str()).collect();
+        write!(
+            f,
+            "unknown finish reason {:?}; the reasons are {}",
+            self.0,
+            names.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownFinishReason {}
+
+/// The inverse of `as_str`.
+impl FromStr for FinishReason {
+    type Err = UnknownFinishReason;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FinishReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == s)
+            .ok_or_else(|| UnknownFinishReason(s.to_owned()))
     }
 }
 
@@ -61,4 +115,96 @@ pub struct TokenEvent {
     pub finish_reason: Option<FinishReason>,
     /// The stop sequence that matched, when finish_reason is Stop because of one.
     pub stop_sequence: Option<String>,
+}
+
+/// One statistic as bindings show it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StatValue {
+    Count(usize),
+    Number(f64),
+    /// A number that may not be known yet (time to first token before the first token).
+    MaybeNumber(Option<f64>),
+}
+
+/// The names bindings show the statistics under, in the order of `StreamStats::entries`
+/// (snake_case; a binding may only change the case, as Node does).
+pub const STAT_NAMES: [&str; 8] = [
+    "prompt_tokens",
+    "prompt_tps",
+    "generation_tokens",
+    "generation_tps",
+    "time_to_first_token",
+    "elapsed",
+    "peak_memory",
+    "incomplete_bytes_dropped",
+];
+
+/// mlx-lm reports peak memory in GB (bytes / 1e9); the same unit keeps numbers comparable.
+pub fn bytes_to_gb(bytes: u64) -> f64 {
+    bytes as f64 / 1e9
+}
+
+impl StreamStats {
+    /// The statistics as bindings show them: times in seconds, peak memory in GB.
+    pub fn entries(&self) -> [(&'static str, StatValue); 8] {
+        let values = [
+            StatValue::Count(self.prompt_tokens),
+            StatValue::Number(self.prompt_tps),
+            StatValue::Count(self.generation_tokens),
+            StatValue::Number(self.generation_tps),
+            StatValue::MaybeNumber(self.time_to_first_token_s),
+            StatValue::Number(self.elapsed_s),
+            StatValue::Number(bytes_to_gb(self.peak_memory_bytes)),
+            StatValue::Count(self.incomplete_bytes_dropped),
+        ];
+        let mut index = 0;
+        values.map(|value| {
+            index += 1;
+            (STAT_NAMES[index - 1], value)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_reasons_round_trip_through_text() {
+        for reason in FinishReason::ALL {
+            assert_eq!(reason.as_str().parse::<FinishReason>(), Ok(reason));
+        }
+        let err = "done".parse::<FinishReason>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown finish reason \"done\"; the reasons are stop, length, timeout, cancelled, error"
+        );
+    }
+
+    #[test]
+    fn only_stop_and_length_are_producer_ends() {
+        let ends: Vec<_> = FinishReason::ALL
+            .into_iter()
+            .filter(|r| r.is_producer_end())
+            .collect();
+        assert_eq!(ends, [FinishReason::Stop, FinishReason::Length]);
+    }
+
+    #[test]
+    fn entries_follow_the_names_and_convert_units() {
+        let stats = StreamStats {
+            prompt_tokens: 3,
+            generation_tokens: 5,
+            peak_memory_bytes: 2_500_000_000,
+            time_to_first_token_s: None,
+            ..StreamStats::default()
+        };
+        let entries = stats.entries();
+        let names: Vec<&str> = entries.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, STAT_NAMES);
+        assert_eq!(entries[0].1, StatValue::Count(3));
+        assert_eq!(entries[2].1, StatValue::Count(5));
+        assert_eq!(entries[4].1, StatValue::MaybeNumber(None));
+        assert_eq!(entries[6].1, StatValue::Number(2.5));
+    }
 }

@@ -10,6 +10,7 @@ pub mod detokenizer;
 pub mod error;
 pub mod event;
 pub mod gguf;
+pub mod reader;
 pub mod stop;
 pub mod stream;
 pub mod tokenizer;
@@ -17,11 +18,12 @@ pub mod tokenizer;
 pub use config::StreamConfig;
 pub use detokenizer::{IncrementalDecoder, PieceTable, TokenPieces};
 pub use error::CoreError;
-pub use event::{FinishReason, StreamStats, TokenEvent};
+pub use event::{FinishReason, StatValue, StreamStats, TokenEvent, STAT_NAMES};
 pub use gguf::{GgufMetadata, GgufValue};
+pub use reader::{Read, StreamReader};
 pub use stop::StopScanner;
 pub use stream::{
-    text_stream, token_stream, Batch, NextWithin, PushOutcome, TextProducer, TokenConsumer,
-    TokenProducer, TryNext,
+    push_ids_in_order, text_stream, token_stream, Batch, NextWithin, PushOutcome, TextProducer,
+    TokenConsumer, TokenProducer, TryNext,
 };
 pub use tokenizer::Tokenizer;

@@ -554,8 +554,27 @@ impl TokenProducer {
 
     /// Ends the stream with an error the consumer receives as CoreError::Generation.
     pub fn fail(&self, message: String) {
-        let error = CoreError::Generation { message };
+        self.fail_with(CoreError::Generation { message });
+    }
+
+    /// Ends the stream with `error`, which the consumer receives as it is (e.g.
+    /// EngineExited when the process running the forward pass died, ContextLength when it
+    /// refused the prompt). No-op once the stream ended.
+    pub fn fail_with(&self, error: CoreError) {
         self.shared.end(FinishReason::Error, Some(error));
+    }
+
+    /// How many pushes would find room now without waiting (the whole buffer once the stream
+    /// ended: pushes then return at once). A producer that must never block (one sharing a
+    /// thread with its consumer, like Node's worker client) sends its source at most this many
+    /// tokens ahead; only the consumer frees room, so the number only grows until it pushes.
+    pub fn room(&self) -> usize {
+        let channel = lock(&self.shared.channel);
+        if channel.end.is_some() {
+            return self.shared.capacity;
+        }
+        let used = channel.events.len() + channel.consumer_held;
+        self.shared.capacity.saturating_sub(used)
     }
 
     /// Some(reason) once the producer should stop (consumer gone, deadline, ...). Non-blocking.
@@ -579,6 +598,23 @@ impl TokenProducer {
         drop(channel);
         self.stop_reason()
     }
+}
+
+/// Pushes token ids 0..count in order (waiting `delay` before each), then finishes with Stop:
+/// the producer of a stream over a fixed piece list (the bindings' test and benchmark
+/// streams). Returns as soon as the stream ends or is closed.
+pub fn push_ids_in_order(producer: &TokenProducer, count: u32, delay: Duration) {
+    for id in 0..count {
+        if !delay.is_zero() && producer.wait_for(delay).is_some() {
+            return;
+        }
+        match producer.push(id, None, Vec::new()) {
+            Ok(PushOutcome::Continue) => {}
+            // Stopped (consumer gone, stop matched, length, deadline) or failed by the core.
+            Ok(PushOutcome::Stop(_)) | Err(_) => return,
+        }
+    }
+    producer.finish(FinishReason::Stop, None);
 }
 
 impl Drop for TokenProducer {

@@ -83,6 +83,13 @@ pub fn to_py_err(err: CoreError) -> PyErr {
         CoreError::Generation { .. } => GenerationError::new_err(message),
         CoreError::ModelLoad { .. } => ModelLoadError::new_err(message),
         CoreError::Tokenizer { .. } => TokenizerError::new_err(message),
+        CoreError::ContextLength { .. } => ContextLengthError::new_err(message),
+        // Python ends generations from outside through the producer's own exception
+        // (mullama.errors.Superseded, Interrupted), which arrives as GenerationError's cause;
+        // these two only come from an out-of-process engine.
+        CoreError::Cancelled { .. } | CoreError::EngineExited { .. } => {
+            GenerationError::new_err(message)
+        }
     }
 }
 

@@ -9,11 +9,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mullama_core::{
-    token_stream, Batch, CoreError, FinishReason, PieceTable, PushOutcome, StreamConfig,
-    StreamStats, TokenConsumer, TokenEvent, TokenProducer,
+    push_ids_in_order, token_stream, CoreError, FinishReason, PieceTable, PushOutcome, Read,
+    StatValue, StreamConfig, StreamReader, StreamStats, TokenProducer,
 };
 use pyo3::exceptions::{
     PyBaseException, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError,
@@ -23,21 +23,13 @@ use pyo3::types::{PyDict, PyInt};
 
 use crate::config::PyStreamConfig;
 use crate::errors::{consumer_error, to_py_err};
-use crate::token::{bytes_to_gb, PyToken};
+use crate::token::PyToken;
 use crate::vocab::{type_name, vocab_pieces, PyPieceTable};
 
 mod text;
 
 /// How long one blocking wait lasts before the consumer checks for Ctrl+C.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
-
-/// How long a read polls the channel before it parks.
-const SPIN_FOR: Duration = Duration::from_micros(30);
-
-/// Most events taken from the core under one lock. Taken events no longer count against
-/// buffer_size, so the batch is capped by it too: at most 2 * buffer_size events are ever
-/// in flight.
-const MAX_BATCH: usize = 64;
 
 /// The producer's original exception, kept on the binding side (the core only carries its
 /// message) so the consumer can raise GenerationError from it.
@@ -73,11 +65,10 @@ fn token_id(value: &Bound<'_, PyAny>) -> PyResult<u32> {
 }
 
 fn parse_finish_reason(reason: &str) -> PyResult<FinishReason> {
-    match reason {
-        "stop" => Ok(FinishReason::Stop),
-        "length" => Ok(FinishReason::Length),
-        other => Err(PyValueError::new_err(format!(
-            "finish reason must be \"stop\" or \"length\", not {other:?} \
+    match reason.parse::<FinishReason>() {
+        Ok(parsed) if parsed.is_producer_end() => Ok(parsed),
+        _ => Err(PyValueError::new_err(format!(
+            "finish reason must be \"stop\" or \"length\", not {reason:?} \
              (use fail() for errors; cancellation and timeouts are decided by the stream)"
         ))),
     }
@@ -188,56 +179,11 @@ impl PyTokenProducer {
     }
 }
 
-/// What the binding remembers about the consumer's side of the stream.
-#[derive(Default)]
-struct ConsumerState {
-    /// Events taken from the core but not yet handed to Python (the rest of the last batch;
-    /// kept as the batch's own iterator so events are not copied once more).
-    ready: std::vec::IntoIter<TokenEvent>,
-    /// The consumer saw the end, an error, or closed the stream: iteration is over.
-    ended: bool,
-    finish_reason: Option<FinishReason>,
-    stop_sequence: Option<String>,
-}
-
-impl ConsumerState {
-    /// Hands out the first event of a batch and keeps the rest for the next reads.
-    fn deliver_batch(&mut self, events: Vec<TokenEvent>) -> Option<PyToken> {
-        if self.ready.len() == 0 {
-            self.ready = events.into_iter();
-        } else {
-            // Only when two threads read one stream at once: keep arrival order.
-            let mut all: Vec<TokenEvent> = self.ready.by_ref().collect();
-            all.extend(events);
-            self.ready = all.into_iter();
-        }
-        let first = self.ready.next()?;
-        Some(self.deliver(first))
-    }
-
-    /// Notes what the last event says about the end before handing it out.
-    fn deliver(&mut self, event: TokenEvent) -> PyToken {
-        if event.finish_reason.is_some() {
-            self.finish_reason = event.finish_reason;
-            self.stop_sequence.clone_from(&event.stop_sequence);
-        }
-        PyToken::from(event)
-    }
-}
-
-enum Polled {
-    Token(PyToken),
-    Empty,
-    End,
-}
-
 /// The consumer side: iterate to receive `Token` events.
 #[pyclass(name = "TokenStream", module = "mullama._core", frozen)]
 pub struct PyTokenStream {
-    consumer: TokenConsumer,
+    reader: StreamReader,
     failure: FailureSlot,
-    batch: usize,
-    state: Mutex<ConsumerState>,
     /// Where the waker writes; -1 = nowhere. Shared with the waker closure so the fd can be
     /// changed or withdrawn after the waker is registered.
     /// A mutex rather than an atomic: the waker holds it while writing, so once
@@ -250,12 +196,10 @@ pub struct PyTokenStream {
 }
 
 impl PyTokenStream {
-    fn new(consumer: TokenConsumer, failure: FailureSlot, buffer_size: usize) -> Self {
+    fn new(reader: StreamReader, failure: FailureSlot) -> Self {
         Self {
-            consumer,
+            reader,
             failure,
-            batch: buffer_size.clamp(1, MAX_BATCH),
-            state: Mutex::new(ConsumerState::default()),
             wakeup_fd: Arc::new(Mutex::new(-1)),
             waker_registered: AtomicBool::new(false),
             producer_thread: Mutex::new(None),
@@ -267,94 +211,15 @@ impl PyTokenStream {
         consumer_error(py, err, cause)
     }
 
-    /// Never blocks and never releases the GIL.
-    fn poll(&self, py: Python<'_>) -> PyResult<Polled> {
-        let mut state = lock(&self.state);
-        if let Some(event) = state.ready.next() {
-            return Ok(Polled::Token(state.deliver(event)));
-        }
-        if state.ended {
-            return Ok(Polled::End);
-        }
-        match self.consumer.try_next_batch(self.batch) {
-            Ok(Batch::Events(events)) => Ok(match state.deliver_batch(events) {
-                Some(token) => Polled::Token(token),
-                None => Polled::Empty,
-            }),
-            Ok(Batch::Empty) => Ok(Polled::Empty),
-            Ok(Batch::End) => {
-                state.ended = true;
-                Ok(Polled::End)
-            }
-            Err(err) => {
-                state.ended = true;
-                drop(state);
-                Err(self.error(py, err))
-            }
-        }
-    }
-
     /// Waits without the GIL in short slices, checking for Ctrl+C between them.
     fn wait_next(&self, py: Python<'_>) -> PyResult<Option<PyToken>> {
-        let mut spin = true;
         loop {
-            let waited = py.detach(|| {
-                if std::mem::take(&mut spin) {
-                    if let Some(ready) = self.spin_for_events() {
-                        return ready;
-                    }
-                }
-                self.consumer
-                    .next_batch_within(SIGNAL_CHECK_INTERVAL, self.batch)
-            });
-            let mut state = lock(&self.state);
-            match waited {
-                Ok(Batch::Events(events)) => {
-                    if let Some(token) = state.deliver_batch(events) {
-                        return Ok(Some(token));
-                    }
-                }
-                Ok(Batch::End) => {
-                    state.ended = true;
-                    return Ok(None);
-                }
-                Ok(Batch::Empty) => {
-                    if state.ended {
-                        // Closed by another thread while this one waited.
-                        return Ok(None);
-                    }
-                    drop(state);
-                    py.check_signals()?;
-                }
-                Err(err) => {
-                    state.ended = true;
-                    drop(state);
-                    return Err(self.error(py, err));
-                }
+            match py.detach(|| self.reader.read_within(SIGNAL_CHECK_INTERVAL)) {
+                Ok(Read::Event(event)) => return Ok(Some(PyToken::from(event))),
+                Ok(Read::End) => return Ok(None),
+                Ok(Read::Empty) => py.check_signals()?,
+                Err(err) => return Err(self.error(py, err)),
             }
-        }
-    }
-
-    /// A producer that is running keeps its next event a few hundred nanoseconds away. Polling
-    /// briefly before parking saves both sides a futex sleep/wake per event (which would
-    /// otherwise cost more than the event itself); a stalled producer costs this only once
-    /// per read.
-    fn spin_for_events(&self) -> Option<mullama_core::error::Result<Batch>> {
-        let start = Instant::now();
-        let mut pause = 1u32;
-        loop {
-            for _ in 0..pause {
-                std::hint::spin_loop();
-            }
-            match self.consumer.try_next_batch(self.batch) {
-                Ok(Batch::Empty) => {}
-                ready => return Some(ready),
-            }
-            if start.elapsed() >= SPIN_FOR {
-                return None;
-            }
-            // Back off so the producer gets the channel lock between polls.
-            pause = (pause * 2).min(64);
         }
     }
 
@@ -374,10 +239,11 @@ impl PyTokenStream {
     }
 
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyToken>> {
-        match self.poll(py)? {
-            Polled::Token(token) => Ok(Some(token)),
-            Polled::End => Ok(None),
-            Polled::Empty => self.wait_next(py),
+        match self.reader.try_read() {
+            Ok(Read::Event(event)) => Ok(Some(PyToken::from(event))),
+            Ok(Read::End) => Ok(None),
+            Ok(Read::Empty) => self.wait_next(py),
+            Err(err) => Err(self.error(py, err)),
         }
     }
 
@@ -385,10 +251,11 @@ impl PyTokenStream {
     /// yet (the wakeup fd, if set, then receives a byte once something arrives), and raises
     /// StopIteration at the end. Errors are raised as by `__next__`.
     fn try_next(&self, py: Python<'_>) -> PyResult<Option<PyToken>> {
-        match self.poll(py)? {
-            Polled::Token(token) => Ok(Some(token)),
-            Polled::Empty => Ok(None),
-            Polled::End => Err(PyStopIteration::new_err(())),
+        match self.reader.try_read() {
+            Ok(Read::Event(event)) => Ok(Some(PyToken::from(event))),
+            Ok(Read::Empty) => Ok(None),
+            Ok(Read::End) => Err(PyStopIteration::new_err(())),
+            Err(err) => Err(self.error(py, err)),
         }
     }
 
@@ -410,7 +277,7 @@ impl PyTokenStream {
         *lock(&self.wakeup_fd) = fd;
         if fd >= 0 && !self.waker_registered.swap(true, Ordering::SeqCst) {
             let cell = Arc::clone(&self.wakeup_fd);
-            self.consumer.set_waker(Arc::new(move || {
+            self.reader.set_waker(Arc::new(move || {
                 let fd = lock(&cell); // held through the write: see `wakeup_fd`
                 wake_fd(*fd);
             }));
@@ -420,13 +287,8 @@ impl PyTokenStream {
 
     /// Cancels the stream: iteration ends, the producer's next push returns False.
     fn close(&self, py: Python<'_>) {
-        {
-            let mut state = lock(&self.state);
-            state.ended = true;
-            state.ready = Vec::new().into_iter();
-        }
         *lock(&self.wakeup_fd) = -1;
-        self.consumer.cancel();
+        self.reader.close();
         self.stop_producer_thread(py);
     }
 
@@ -443,42 +305,36 @@ impl PyTokenStream {
     /// Why the stream ended, once the consumer has seen the end; None before.
     #[getter]
     fn finish_reason(&self) -> Option<&'static str> {
-        let state = lock(&self.state);
-        let reason = match state.finish_reason {
-            Some(reason) => Some(reason),
-            None if state.ended => self.consumer.finish_reason(),
-            None => None,
-        };
-        reason.map(FinishReason::as_str)
+        self.reader.finish_reason().map(FinishReason::as_str)
     }
 
     /// The stop sequence that ended the stream, if one did.
     #[getter]
     fn stop_sequence(&self) -> Option<String> {
-        lock(&self.state).stop_sequence.clone()
+        self.reader.stop_sequence()
     }
 
     /// Latest statistics (same keys as the Token attributes).
     #[getter]
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        stats_dict(py, &self.consumer.stats())
+        stats_dict(py, &self.reader.stats())
     }
 
     /// Tokens the producer has pushed so far.
     #[getter]
     fn tokens_generated(&self) -> usize {
-        self.consumer.stats().generation_tokens
+        self.reader.stats().generation_tokens
     }
 
     /// Generation speed (tokens after the first, per second since the first).
     fn tokens_per_second(&self) -> f64 {
-        self.consumer.stats().generation_tps
+        self.reader.stats().generation_tps
     }
 
     /// Seconds left until the stream's deadline (0.0 once passed); None without a deadline.
     /// Async facades bound their waits by it, since a stalled producer never wakes them.
     fn time_left(&self) -> Option<f64> {
-        self.consumer.time_left().map(|d| d.as_secs_f64())
+        self.reader.time_left().map(|d| d.as_secs_f64())
     }
 
     fn __repr__(&self) -> String {
@@ -492,7 +348,7 @@ impl PyTokenStream {
 impl Drop for PyTokenStream {
     fn drop(&mut self) {
         *lock(&self.wakeup_fd) = -1;
-        self.consumer.cancel();
+        self.reader.close();
         if let Some(handle) = lock(&self.producer_thread).take() {
             let _ = handle.join();
         }
@@ -501,14 +357,13 @@ impl Drop for PyTokenStream {
 
 fn stats_dict<'py>(py: Python<'py>, s: &StreamStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("prompt_tokens", s.prompt_tokens)?;
-    d.set_item("prompt_tps", s.prompt_tps)?;
-    d.set_item("generation_tokens", s.generation_tokens)?;
-    d.set_item("generation_tps", s.generation_tps)?;
-    d.set_item("time_to_first_token", s.time_to_first_token_s)?;
-    d.set_item("elapsed", s.elapsed_s)?;
-    d.set_item("peak_memory", bytes_to_gb(s.peak_memory_bytes))?;
-    d.set_item("incomplete_bytes_dropped", s.incomplete_bytes_dropped)?;
+    for (name, value) in s.entries() {
+        match value {
+            StatValue::Count(n) => d.set_item(name, n)?,
+            StatValue::Number(x) => d.set_item(name, x)?,
+            StatValue::MaybeNumber(x) => d.set_item(name, x)?,
+        }
+    }
     Ok(d)
 }
 
@@ -542,7 +397,8 @@ fn new_stream(
 ) -> PyResult<(TokenProducer, PyTokenStream, FailureSlot)> {
     let (producer, consumer) = token_stream(config, pieces).map_err(to_py_err)?;
     let failure = FailureSlot::default();
-    let stream = PyTokenStream::new(consumer, Arc::clone(&failure), config.buffer_size);
+    let reader = StreamReader::new(consumer, config.buffer_size);
+    let stream = PyTokenStream::new(reader, Arc::clone(&failure));
     Ok((producer, stream, failure))
 }
 
@@ -575,24 +431,10 @@ pub fn spawn_piece_producer(
     let (producer, stream, _failure) = new_stream(&config_or_default(config), table)?;
     let handle = std::thread::Builder::new()
         .name("mullama-piece-producer".to_owned())
-        .spawn(move || push_all_pieces(&producer, count, delay))
+        .spawn(move || push_ids_in_order(&producer, count, delay))
         .map_err(|e| PyRuntimeError::new_err(format!("cannot start producer thread: {e}")))?;
     *lock(&stream.producer_thread) = Some(handle);
     Ok(stream)
-}
-
-fn push_all_pieces(producer: &TokenProducer, count: u32, delay: Duration) {
-    for id in 0..count {
-        if !delay.is_zero() && producer.wait_for(delay).is_some() {
-            return;
-        }
-        match producer.push(id, None, Vec::new()) {
-            Ok(PushOutcome::Continue) => {}
-            // Stopped (consumer gone, stop matched, length, deadline) or failed by the core.
-            Ok(PushOutcome::Stop(_)) | Err(_) => return,
-        }
-    }
-    producer.finish(FinishReason::Stop, None);
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

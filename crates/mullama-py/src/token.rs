@@ -2,6 +2,7 @@
 //! Python values only for the attributes that are read, so a loop that reads `t.text` pays
 //! for one str per token and nothing else.
 
+use mullama_core::event::bytes_to_gb;
 use mullama_core::TokenEvent;
 use pyo3::prelude::*;
 
@@ -16,11 +17,6 @@ impl From<TokenEvent> for PyToken {
     fn from(event: TokenEvent) -> Self {
         Self { event }
     }
-}
-
-/// mlx-lm reports peak memory in GB (bytes / 1e9); the same unit keeps numbers comparable.
-pub fn bytes_to_gb(bytes: u64) -> f64 {
-    bytes as f64 / 1e9
 }
 
 #[pymethods]

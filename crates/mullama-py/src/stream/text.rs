@@ -1,7 +1,7 @@
 //! `TextProducer` and `open_text_stream`: the push side for producers that have text, not
 //! token ids (remote backends). The consumer side is the ordinary `TokenStream`.
 
-use mullama_core::{text_stream, FinishReason, PushOutcome, TextProducer};
+use mullama_core::{text_stream, FinishReason, PushOutcome, StreamReader, TextProducer};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
@@ -104,11 +104,8 @@ pub fn open_text_stream(
     let config = config_or_default(config);
     let (inner, consumer) = text_stream(&config).map_err(to_py_err)?;
     let failure = FailureSlot::default();
-    let stream = PyTokenStream::new(
-        consumer,
-        std::sync::Arc::clone(&failure),
-        config.buffer_size,
-    );
+    let reader = StreamReader::new(consumer, config.buffer_size);
+    let stream = PyTokenStream::new(reader, std::sync::Arc::clone(&failure));
     Ok((PyTextProducer { inner, failure }, stream))
 }
 

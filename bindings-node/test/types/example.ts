@@ -1,0 +1,73 @@
+// A typed use of the whole API; `tsc --noEmit --strict` must accept it (npm run typecheck).
+import {
+  AsyncModel,
+  ConfigError,
+  Context,
+  MullamaError,
+  Model,
+  StreamConfig,
+  StreamTimeoutError,
+  Tokenizer,
+  streamFromPieces,
+  type FinishReason,
+  type GenerationResult,
+  type Token,
+} from '../..';
+
+async function main(): Promise<void> {
+  const model: Model = await Model.load('./model.gguf');
+  const context = new Context(model);
+  for await (const token of context.generateStream('Write a poem:', 200)) {
+    process.stdout.write(token.text);
+  }
+
+  const config = new StreamConfig({ maxTokens: 500, temperature: 0.7, stopSequences: ['END'], timeoutMs: 30000 });
+  config.topK = 40;
+  const controller = new AbortController();
+  const stream = context.generateStream('Hello:', config, { signal: controller.signal });
+  const first: IteratorResult<Token, undefined> = await stream.next();
+  if (!first.done) console.log(first.value.text, first.value.id ?? -1);
+  const reason: FinishReason | null = stream.finishReason;
+  console.log(reason, stream.tokensGenerated, stream.tokensPerSecond().toFixed(1), stream.stats().timeToFirstToken);
+
+  const result: GenerationResult = await context.generate('2 + 2 =', { maxTokens: 8, temperature: 0 });
+  console.log(result.text, result.tokens.length, result.finishReason);
+
+  for await (const token of context.chat([{ role: 'user', content: 'Hi' }], 16)) process.stdout.write(token.text);
+
+  const asyncModel = await AsyncModel.load();
+  const asyncStream = asyncModel.generateStream('Tell me about Rust:', new StreamConfig({ maxTokens: 20 }));
+  let count = 0;
+  for await (const _ of asyncStream) count++;
+  console.log(count, asyncStream.tokensPerSecond());
+
+  try {
+    new StreamConfig({ topP: 2 });
+  } catch (err) {
+    if (err instanceof ConfigError) console.log(err.field, err.value);
+    if (err instanceof StreamTimeoutError) console.log(err.timeoutMs);
+    if (err instanceof MullamaError) console.log(err.code);
+  }
+
+  const tok = Tokenizer.fromGguf('./model.gguf');
+  const ids: number[] = tok.encode('hello', { special: false });
+  const text: string = tok.decode(ids);
+  console.log(text, tok.tokenBytes(ids[0]!).length);
+
+  const pieces = streamFromPieces(['a', Buffer.from('b')], { stopSequences: 'b' }, { delayMs: 1 });
+  console.log(await pieces.text());
+  // The types are not `any`: each misuse below must be an error (else tsc reports the
+  // unused @ts-expect-error).
+  // @ts-expect-error maxTokens is a number
+  new StreamConfig({ maxTokens: '5' });
+  // @ts-expect-error there is no field topQ
+  new StreamConfig({ topQ: 1 });
+  // @ts-expect-error a prompt is text or token ids
+  context.generateStream({ prompt: 'x' });
+  // @ts-expect-error finishReason is one of five strings
+  const wrong: 'done' = stream.finishReason;
+  void wrong;
+  model.close();
+}
+
+void main();
