@@ -10,6 +10,7 @@ pub mod detokenizer;
 pub mod error;
 pub mod event;
 pub mod gguf;
+pub mod signal;
 pub mod stop;
 pub mod stream;
 pub mod tokenizer;
@@ -19,6 +20,7 @@ pub use detokenizer::{IncrementalDecoder, PieceTable, TokenPieces};
 pub use error::CoreError;
 pub use event::{FinishReason, StreamStats, TokenEvent};
 pub use gguf::{GgufMetadata, GgufValue};
+pub use signal::RoomSignal;
 pub use stop::StopScanner;
 pub use stream::{
     token_stream, Batch, NextWithin, PushOutcome, TokenConsumer, TokenProducer, TryNext,

@@ -23,6 +23,7 @@ use pyo3::types::{PyDict, PyInt};
 
 use crate::config::PyStreamConfig;
 use crate::errors::{consumer_error, to_py_err};
+use crate::signal::PyRoomSignal;
 use crate::token::{bytes_to_gb, PyToken};
 use crate::vocab::{type_name, vocab_pieces, PyPieceTable};
 
@@ -81,7 +82,7 @@ fn parse_finish_reason(reason: &str) -> PyResult<FinishReason> {
     }
 }
 
-fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+pub(crate) fn seconds(value: f64, what: &str) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
         PyValueError::new_err(format!(
             "{what} must be a finite number of seconds >= 0, not {value}"
@@ -164,6 +165,17 @@ impl PyTokenProducer {
     #[getter]
     fn stop_reason(&self) -> Option<&'static str> {
         self.inner.stop_reason().map(FinishReason::as_str)
+    }
+
+    /// Whether a push now returns without waiting (room in the buffer, or the stream ended).
+    fn has_room(&self) -> bool {
+        self.inner.has_room()
+    }
+
+    /// Attaches `signal`: notified when the consumer frees room in the full buffer and when
+    /// the stream ends.
+    fn set_room_signal(&self, signal: PyRef<'_, PyRoomSignal>) {
+        self.inner.set_room_signal(Arc::clone(&signal.inner));
     }
 
     /// Sleeps up to `seconds` (without the GIL), waking early when the stream ends. Returns
