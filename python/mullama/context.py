@@ -10,9 +10,9 @@ from typing import Any
 from mullama._core import ConfigError, ContextLengthError, StreamConfig, TokenStream, open_stream
 from mullama.chat import Message
 from mullama.model import Model
-from mullama.producer import GenerationJob
 from mullama.progress import ProgressTokenStream, with_progress
 from mullama.request import GenerationRequest, takes_request
+from mullama.scheduler import GenerationJob
 
 
 @dataclass
@@ -100,8 +100,8 @@ class Context:
     @property
     def cached_tokens(self) -> list[int]:
         """The tokens whose KV the cache holds (what the next call can reuse)."""
-        with self.model.forward_lock:
-            return list(self._sequence.cached_ids)
+        sequence = self._sequence
+        return self.model.scheduler.call(lambda: list(sequence.cached_ids))
 
     @property
     def last_prefill_tokens(self) -> int:
@@ -142,8 +142,7 @@ class Context:
     def reset(self) -> None:
         """Forgets the cached conversation."""
         self.stop()
-        with self.model.forward_lock:
-            self._sequence.invalidate()
+        self.model.scheduler.call(self._sequence.invalidate)
 
     # -- generation ------------------------------------------------------------------------------
     @takes_request
@@ -176,9 +175,8 @@ class Context:
         self.stop()
         producer, stream = open_stream(request.config, self.model.tokenizer)
         job = GenerationJob(
-            self.model.engine,
+            self.model.scheduler,
             self._sequence,
-            self.model.forward_lock,
             ids,
             request.config,
             producer,

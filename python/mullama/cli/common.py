@@ -20,7 +20,11 @@ def load_model(args: argparse.Namespace) -> tuple[str, Any]:
     resolved = resolve(args.model)
     verbose = getattr(args, "verbose", False)
     with loading_line(resolved.name, verbose=verbose):
-        model = Model.load(resolved.path, engine=getattr(args, "engine", None))
+        model = Model.load(
+            resolved.path,
+            engine=getattr(args, "engine", None),
+            parallel=getattr(args, "parallel", None),
+        )
     if verbose:
         status(f"engine: {model.engine.describe()}")
     return resolved.name, model
