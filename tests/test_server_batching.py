@@ -11,14 +11,14 @@ import time
 import httpx
 import pytest
 
-from server_fixtures import start_server
-
 pytest_plugins = ["server_fixtures"]
 
 MODEL_NAME = "tiny"
 pytestmark = pytest.mark.timeout(300)
 
 WAIT_S = 60.0
+COUNTING = "1, 2, 3, 4,"
+"""The tiny model continues this for thousands of tokens."""
 
 
 def poll(condition, timeout: float = WAIT_S) -> bool:
@@ -35,6 +35,12 @@ def tiny_parallel8(tiny_model_path, engine_name):
     from mullama.model import Model
 
     return Model.load(tiny_model_path, engine=engine_name, parallel=8)
+
+
+def start_server(model, **served_options):
+    from server_fixtures import start_server as start  # imported here: it is a pytest plugin
+
+    return start(model, **served_options)
 
 
 def stream_completion(url: str, prompt: str, max_tokens: int, on_first_token) -> dict:
@@ -109,50 +115,62 @@ def test_16_clients_with_parallel_8_all_complete_first_come_first_served(
         running.stop()
 
 
-def test_beyond_parallel_and_queue_a_request_gets_503_with_retry_after(tiny_parallel8):
-    running = start_server(tiny_parallel8, max_concurrent=1, max_queue=1)
+def test_beyond_parallel_and_queue_a_request_gets_503_with_retry_after(
+    tiny_model_path, engine_name
+):
+    from mullama import Context, StreamConfig
+    from mullama.model import Model
+
+    # A batch of one, taken by a library stream nobody reads (parked): the server's one
+    # generation slot then stays taken by a request queued in the scheduler, for as long as
+    # the test needs, whatever the speed of the machine.
+    model = Model.load(tiny_model_path, engine=engine_name, parallel=1)
+    hog = Context(model).generate_stream(
+        COUNTING, StreamConfig(max_tokens=1000, buffer_size=1, timeout_ms=0)
+    )
+    running = start_server(model, max_concurrent=1, max_queue=1)
     served = running.app.state.mullama.served
-    long_body = {"model": MODEL_NAME, "prompt": "1, 2, 3,", "max_tokens": 4000, "stream": True}
+    replies: dict[str, httpx.Response] = {}
+
+    def post(name: str) -> None:
+        body = {"model": MODEL_NAME, "prompt": "Hi", "max_tokens": 2}
+        replies[name] = httpx.post(running.url + "/v1/completions", json=body, timeout=WAIT_S)
+
+    first = threading.Thread(target=post, args=("first",))
+    second = threading.Thread(target=post, args=("second",))
     try:
-        with httpx.stream(
-            "POST", running.url + "/v1/completions", json=long_body, timeout=WAIT_S
-        ) as first:
-            lines = first.iter_lines()
-            assert next(lines).startswith("data: ")  # the one slot is taken
-            queued_result: list[httpx.Response] = []
-            queued = threading.Thread(
-                target=lambda: queued_result.append(
-                    httpx.post(
-                        running.url + "/v1/completions",
-                        json={"model": MODEL_NAME, "prompt": "Hi", "max_tokens": 2},
-                        timeout=WAIT_S,
-                    )
-                )
-            )
-            queued.start()
-            assert poll(lambda: served.waiting == 1), "the second request did not queue"
+        first.start()
+        assert poll(lambda: model.scheduler.queued == 1), "the first request did not start"
+        second.start()
+        assert poll(lambda: served.waiting == 1), "the second request did not queue"
 
-            openai = httpx.post(
-                running.url + "/v1/chat/completions",
-                json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}]},
-                timeout=WAIT_S,
-            )
-            assert openai.status_code == 503
-            assert int(openai.headers["retry-after"]) >= 1
-            error = openai.json()["error"]
-            assert error["code"] == "server_busy" and error["type"] == "server_error"
-            assert "busy" in error["message"]
+        openai = httpx.post(
+            running.url + "/v1/chat/completions",
+            json={"model": MODEL_NAME, "messages": [{"role": "user", "content": "Hi"}]},
+            timeout=WAIT_S,
+        )
+        assert openai.status_code == 503
+        assert int(openai.headers["retry-after"]) >= 1
+        error = openai.json()["error"]
+        assert error["code"] == "server_busy" and error["type"] == "server_error"
+        assert "busy" in error["message"]
 
-            ollama = httpx.post(
-                running.url + "/api/generate",
-                json={"model": MODEL_NAME, "prompt": "Hi", "stream": True},
-                timeout=WAIT_S,
-            )
-            assert ollama.status_code == 503
-            assert int(ollama.headers["retry-after"]) >= 1
-            assert set(ollama.json()) == {"error"} and "busy" in ollama.json()["error"]
-        # The long stream's client left: the queued request gets the slot and completes.
-        queued.join(WAIT_S)
-        assert queued_result and queued_result[0].status_code == 200, queued_result
+        ollama = httpx.post(
+            running.url + "/api/generate",
+            json={"model": MODEL_NAME, "prompt": "Hi", "stream": True},
+            timeout=WAIT_S,
+        )
+        assert ollama.status_code == 503
+        assert int(ollama.headers["retry-after"]) >= 1
+        assert set(ollama.json()) == {"error"} and "busy" in ollama.json()["error"]
+
+        # The batch frees: the started and the queued request both complete, uncut.
+        hog.close()
+        first.join(WAIT_S)
+        second.join(WAIT_S)
+        for name in ("first", "second"):
+            assert replies[name].status_code == 200, replies[name].text
+            assert replies[name].json()["choices"][0]["finish_reason"] in ("length", "stop")
     finally:
+        hog.close()
         running.stop()
