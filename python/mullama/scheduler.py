@@ -4,8 +4,8 @@ Each iteration of the loop:
 
 1. runs the engine calls other threads asked for (a Context's cached tokens, logits, close),
 2. admits queued generations in arrival order, up to the engine's `max_sequences` at once,
-3. prefills admitted prompts in chunks within a per-iteration token budget sized to take
-   about PREFILL_CHUNK_S, so a long prompt never stalls the streams already decoding,
+3. prefills admitted prompts in chunks, taking turns, for about PREFILL_CHUNK_S, so a long
+   prompt never stalls the streams already decoding nor a short prompt behind it,
 4. runs ONE `engine.step` over every decoding sequence whose stream buffer has room, and
    pushes each sampled token into its sequence's core stream.
 
@@ -33,13 +33,13 @@ from mullama.producer import submit_to_producer_thread, track_job, untrack_job
 T = TypeVar("T")
 
 PREFILL_CHUNK_S = 0.1
-"""Target duration of one iteration's prompt work: the most a decoding stream waits for
-other streams' prompts between two of its tokens, and the most a stop waits while a prompt
-is read."""
+"""Target duration of one prompt chunk, and of one iteration's prompt work: about the most a
+decoding stream waits for other streams' prompts between two of its tokens, and the most a
+stop waits while a prompt is read."""
 # On MLX-CPU a prompt token costs as much as a decode step (about 0.1 s on a 2-core host), so
-# the budget starts tiny; on engines that batch prompt tokens well it grows to the maximum.
-PREFILL_FIRST_BUDGET = 2
-PREFILL_MAX_BUDGET = 512
+# chunks start tiny; on engines that batch prompt tokens well they grow to the maximum.
+PREFILL_FIRST_CHUNK = 2
+PREFILL_MAX_CHUNK = 512
 
 IDLE_WAIT_S = 0.05
 """The longest the loop sleeps while sequences are parked or queued: how late a passed
@@ -85,6 +85,8 @@ class GenerationJob:
         self.first_input: list[int] | None = None
         """The last prompt token, fed by the sequence's first step (None once fed)."""
         self.decoding = False
+        self.prefill_chunk = PREFILL_FIRST_CHUNK
+        """Prompt tokens its next chunk feeds (grown by its measured rate)."""
 
     def start(self) -> None:
         self.scheduler.submit(self)
@@ -149,7 +151,7 @@ class Scheduler:
         self._looping = False
         self._loop_thread: int | None = None
         self._active: list[GenerationJob] = []
-        self._prefill_budget = PREFILL_FIRST_BUDGET
+        self._prefill_turn = 0
         self.admitted = 0
         """Generations admitted into the batch so far."""
         self.steps = 0
@@ -285,24 +287,35 @@ class Scheduler:
             job.first_input = todo[-1:]
 
     def _prefill(self) -> bool:
-        """Feeds prompt chunks, oldest admission first, within the iteration's budget;
-        True if any prompt work was done."""
-        budget = self._prefill_budget
-        spent = 0
-        took = 0.0
-        for job in [j for j in self._active if not j.decoding]:
-            if spent >= budget:
+        """Feeds prompt chunks for about PREFILL_CHUNK_S; True if any prompt work was done.
+
+        Each prompt has its own chunk size, grown from PREFILL_FIRST_CHUNK by its measured
+        rate, as when it is read alone: llama.cpp's numerics depend on how a prompt is cut,
+        so a prompt cut the same way alone or beside others gives the same text. The prompts
+        take turns (the first served rotates every iteration), so a short prompt is never
+        stuck behind a long one."""
+        prefilling = [j for j in self._active if not j.decoding]
+        if not prefilling:
+            return False
+        turn = self._prefill_turn % len(prefilling)
+        self._prefill_turn += 1
+        started = time.perf_counter()
+        worked = False
+        for job in prefilling[turn:] + prefilling[:turn]:
+            if worked and time.perf_counter() - started >= PREFILL_CHUNK_S:
                 break
             if job.should_stop():
                 continue
-            part = job.prompt_left[: budget - spent]
+            part = job.prompt_left[: job.prefill_chunk]
             try:
                 if part:
-                    started = time.perf_counter()
+                    began = time.perf_counter()
                     self.engine.prefill(job.sequence, part)
-                    took += time.perf_counter() - started
+                    took = time.perf_counter() - began
                     del job.prompt_left[: len(part)]
-                    spent += len(part)
+                    rate = len(part) / max(took, 1e-6)
+                    job.prefill_chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
+                    worked = True
                 if not job.prompt_left:
                     job.sequence.configure(
                         SamplerSettings.from_config(job.config), job.prompt_ids[:-1]
@@ -310,10 +323,7 @@ class Scheduler:
                     job.decoding = True
             except BaseException as exc:
                 self._fail(job, exc)
-        if spent:
-            rate = spent / max(took, 1e-6)
-            self._prefill_budget = max(1, min(PREFILL_MAX_BUDGET, int(rate * PREFILL_CHUNK_S)))
-        return spent > 0
+        return worked
 
     def _decode(self) -> bool:
         """One batched step over every decoding sequence with room in its stream; True if a
