@@ -1,7 +1,7 @@
 """mullama's engines against mlx-lm and llama-cpp-python on the default model (SmolLM2-135M Q4_1).
 
     python benchmarks/bench_engine.py [--quick] [--rounds N] [--max-tokens N]
-                                      [--no-llama] [--no-profile] [--no-blas]
+                                      [--no-llama] [--no-profile] [--no-blas] [--engines-only]
 
 Greedy decoding of one short chat prompt, the contenders alternating over several rounds
 (medians reported), in one process:
@@ -877,6 +877,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-llama", action="store_true", help="skip llama-cpp-python")
     parser.add_argument("--no-profile", action="store_true", help="skip the forward-pass profile")
     parser.add_argument("--no-blas", action="store_true", help="skip the OpenBLAS comparison")
+    parser.add_argument(
+        "--engines-only", action="store_true", help="only the engine comparison and load/memory"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--worker-options", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -912,6 +915,13 @@ def main() -> None:
 
     if not args.no_llama:
         compare_engines(args, prompt)
+    if args.engines_only:
+        load_section()
+        print(
+            f"\ntotal {time.perf_counter() - started:.0f} s, load average now "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+        return
     compare_generation(args, model, prompt)
     compare_overhead(args, model)
     if not args.no_profile:

@@ -123,7 +123,7 @@ def main() -> None:
     prompt = tok.encode(PROMPT, special=True, add_bos=False)
     n = args.max_tokens
     thread_kw = {} if args.threads is None else {"n_threads": args.threads}
-    engine = LlamaCppEngine(path, n_ctx=4096, max_sequences=max(batches), **thread_kw)
+    engine = LlamaCppEngine(path, n_ctx=1024, max_sequences=max(batches), **thread_kw)
     threads = args.threads or engine.n_threads
     llm = Llama(
         model_path=path,

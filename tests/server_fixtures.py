@@ -40,7 +40,7 @@ def tiny_model(tiny_model_path: Path, engine_name: str):
     """The tiny model on each engine in turn (conftest's `engine_name`)."""
     from mullama.model import Model
 
-    return Model.load(tiny_model_path, engine=engine_name)
+    return Model.load(tiny_model_path, engine=engine_name, n_ctx=TINY_CONTEXT)
 
 
 def start_server(

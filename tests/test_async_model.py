@@ -37,11 +37,11 @@ PROMPTS = [
     "def fibonacci(n):",
     "Once upon a time, in a small village,",
 ]
-GREEDY = StreamConfig(temperature=0.0, max_tokens=12)
+GREEDY = StreamConfig(temperature=0.0, max_tokens=12, timeout_ms=0)  # no deadline: a loaded box
 # The tiny model's greedy continuation of this prompt runs to max_tokens (no EOS).
 LONG = "Once upon a time"
 TINY_PROMPTS = ["abc", "def f(n):", "1234", "on the"]
-TINY_GREEDY = StreamConfig(temperature=0.0, max_tokens=40)
+TINY_GREEDY = StreamConfig(temperature=0.0, max_tokens=40, timeout_ms=0)
 
 
 @pytest.fixture(params=["asyncio", "trio"])

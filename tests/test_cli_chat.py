@@ -91,12 +91,14 @@ def history(tmp_path) -> Path:
 
 
 @pytest.fixture
-def terminal(history):
+def terminal(history, engine_name):
+    """Starts `mullama` on a pseudo-terminal, on each engine in turn."""
     terminals = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Terminal:
         # Every chat keeps its readline history in the test's folder, never the user's.
-        terminals.append(Terminal(*args, env={"MULLAMA_HISTORY_FILE": str(history), **(env or {})}))
+        own = {"MULLAMA_HISTORY_FILE": str(history), "MULLAMA_ENGINE": engine_name}
+        terminals.append(Terminal(*args, env={**own, **(env or {})}))
         return terminals[-1]
 
     yield start
@@ -143,7 +145,15 @@ def test_chat_keeps_history_and_obeys_commands(terminal, tiny_model_path):
 def test_ctrl_c_stops_the_reply_not_the_session(terminal, tiny_model_path):
     # The tiny model's greedy reply to "Hi" runs thousands of tokens.
     term = terminal(
-        "run", "--model", str(tiny_model_path), "--temperature", "0", "--max-tokens", "8000"
+        "run",
+        "--model",
+        str(tiny_model_path),
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8000",
+        "--ctx-size",
+        "8192",
     )
     term.expect(PROMPT)
     term.send("Hi\n")

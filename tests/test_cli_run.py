@@ -48,7 +48,7 @@ def mullama(
 @pytest.fixture(scope="module")
 def tiny(tiny_model_path: Path, engine_name: str) -> list[str]:
     """The tiny model's flags, on each engine in turn."""
-    return ["--model", str(tiny_model_path), "--engine", engine_name]
+    return ["--model", str(tiny_model_path), "--engine", engine_name, "--ctx-size", "8192"]
 
 
 def _stats_line(stderr: str) -> str:
@@ -111,11 +111,12 @@ def test_dash_reads_the_prompt_from_stdin(tiny, say_hi):
     assert piped.stdout == say_hi
 
 
-def test_verbose_statistics_and_prompt_flags(tiny):
-    """--verbose reports on stderr only; --raw drops the chat template, --system adds one
-    message, which the prompt token counts show."""
+def test_verbose_statistics_and_prompt_flags(tiny, engine_name):
+    """--verbose reports on stderr only (the engine that ran, too); --raw drops the chat
+    template, --system adds one message, which the prompt token counts show."""
     plain = mullama("run", *tiny, *GREEDY, "--verbose", "Hello")
     assert plain.returncode == 0, plain.stderr
+    assert f"mullama: engine: {engine_name} on " in plain.stderr
     stats = _stats_line(plain.stderr)
     for field in ("prompt:", "tok/s", "first token:", "peak memory:", "finish: length"):
         assert field in stats
@@ -426,3 +427,23 @@ def test_default_model_streams_real_text():
     assert "loaded smollm2" in result.stderr
     assert re.search(r"[A-Za-z]{2,}", result.stdout), result.stdout
     assert int(_stat(result.stderr, "generation")) <= 8
+
+
+def test_the_default_engine_is_auto_and_verbose_says_why(tiny_model_path):
+    result = mullama(
+        "run",
+        "--model",
+        str(tiny_model_path),
+        *GREEDY,
+        "--verbose",
+        "Hi",
+        env={"MULLAMA_ENGINE": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"mullama: engine: \S+ on \S+ \(auto: ", result.stderr), result.stderr
+
+
+def test_an_unknown_engine_is_a_usage_error(tiny_model_path):
+    result = mullama("run", "--model", str(tiny_model_path), "--engine", "tpu", "Hi")
+    assert result.returncode == 2
+    assert "invalid choice: 'tpu'" in result.stderr

@@ -428,3 +428,20 @@ def test_missing_llama_cpp_names_the_install_command(monkeypatch, smollm2_path):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
     with pytest.raises(ModelLoadError, match=r"pip install 'mullama\[llama\]'"):
         LlamaCppEngine(smollm2_path)
+
+
+def test_greedy_text_is_the_same_on_every_fresh_context(smollm2_path):
+    """Through Model and Context: prompt chunks of a fixed size (chunks sized by the clock
+    changed llama.cpp's numerics, and with them greedy text, from run to run), and each
+    sequence in its own KV stream, including after evictions."""
+    from mullama import Context, Model, StreamConfig
+
+    model = Model.load(smollm2_path, engine="llama.cpp")
+    try:
+        messages = [{"role": "user", "content": "Write a short story about a robot."}]
+        config = StreamConfig(max_tokens=24, temperature=0, timeout_ms=0)
+        first = Context(model).chat(messages, config).tokens
+        for _ in range(model.engine.max_sequences + 2):  # past the resident slots
+            assert Context(model).chat(messages, config).tokens == first
+    finally:
+        model.close()

@@ -8,6 +8,7 @@ import inspect
 import pytest
 
 from mullama import AsyncContext, AsyncModel, ConfigError, Context, StreamConfig
+from mullama.remote import AsyncRemoteModel, RemoteModel
 from mullama.request import generation_request
 
 ENTRY_POINTS = [
@@ -17,6 +18,10 @@ ENTRY_POINTS = [
     AsyncModel.generate,
     AsyncContext.generate_stream,
     AsyncContext.generate,
+    RemoteModel.generate_stream,
+    RemoteModel.generate,
+    AsyncRemoteModel.generate_stream,
+    AsyncRemoteModel.generate,
 ]
 
 

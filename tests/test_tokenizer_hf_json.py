@@ -8,12 +8,15 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("tokenizers", minversion="0.20")
 
 from hf_families import FAMILIES, random_text, write_family  # noqa: E402
 from mullama import _core  # noqa: E402
 from mullama._core import StreamConfig, TokenizerError, open_stream  # noqa: E402
+from split_fragments import FRAGMENTS  # noqa: E402
 
 N_TEXTS = 2000
 
@@ -107,6 +110,46 @@ def test_stream_is_utf8_safe_when_a_character_spans_byte_tokens(tmp_path):
     pieces = [event.text for event in stream]
     assert "".join(pieces) == "x 😀 日本" == hf.decode(ids)
     assert all("\ufffd" not in p for p in pieces)
+
+
+# ------------------------------------------- Llama 3 / Qwen 2 splits without a regex engine
+# These files' Split regex is run by mullama's hand-written matcher, not a regex engine:
+# the ids must still be the package's wherever a codepoint's class or case folding matters.
+
+
+@pytest.fixture(scope="module", params=["llama3", "qwen2"])
+def split_family(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"split-{request.param}")
+    hf, _ = write_family(request.param, folder)
+    return hf, _core.Tokenizer.from_json(str(folder))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pieces=st.lists(
+        st.one_of(st.sampled_from(FRAGMENTS), st.characters(exclude_categories=["Cs"])),
+        max_size=40,
+    )
+)
+def test_split_families_encode_varied_text_as_the_package(split_family, pieces):
+    hf, tok = split_family
+    text = "".join(pieces)
+    assert tok.encode(text) == hf.encode(text, add_special_tokens=False).ids, text
+
+
+def test_split_families_encode_codepoints_in_every_position_as_the_package(split_family):
+    """Every codepoint below U+0800 and a sample of the rest, after a letter, a digit, a
+    space, a line break, punctuation and an apostrophe, doubled, and before a letter."""
+    hf, tok = split_family
+    cps = [*range(0x800), *range(0x800, 0x110000, 61)]
+    chars = [chr(c) for c in cps if not 0xD800 <= c < 0xE000]
+    mismatched = []
+    for i in range(0, len(chars), 64):
+        chunk = chars[i : i + 64]
+        text = "".join(f"'{c}a{c}1{c} {c}\n{c}!{c}{c}'r{c}  {c}\r\n {c}" for c in chunk)
+        if tok.encode(text) != hf.encode(text, add_special_tokens=False).ids:
+            mismatched.append(chunk)
+    assert mismatched == []
 
 
 # ----------------------------------------------------------------------- refusals

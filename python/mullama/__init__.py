@@ -17,9 +17,11 @@ from mullama.aio.stream import AsyncTokenStream
 from mullama.progress import Progress
 
 __all__ = [
+    "AsyncChat",
     "AsyncContext",
     "AsyncModel",
     "AsyncTokenStream",
+    "Chat",
     "Context",
     "GenerationResult",
     "Model",
@@ -48,6 +50,10 @@ def __getattr__(name: str) -> object:
         from mullama.model import Model
 
         return Model
+    if name in ("Chat", "AsyncChat"):
+        from mullama import conversation
+
+        return getattr(conversation, name)
     if name in ("Context", "GenerationResult"):
         from mullama import context
 

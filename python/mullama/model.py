@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from mullama.chat import Message, render_chat
 from mullama.engines.base import Engine
 from mullama.loader.info import ModelInfo, gguf_info
 from mullama.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from mullama.remote import RemoteModel
 
 
 class Model:
@@ -60,11 +63,12 @@ class Model:
 
         `engine`: "auto" (the default, or $MULLAMA_ENGINE): MLX where it has a GPU, llama.cpp
         on CPU-only hosts where it is installed, else MLX on the CPU; or "mlx" / "llama.cpp".
-        `n_ctx`: the most tokens a Context may hold (llama.cpp: the KV pool all contexts
-        share; default min(n_ctx_train, 8192)).
+        `n_ctx`: the most tokens a Context may hold (default: the model's n_ctx_train; on
+        llama.cpp min(n_ctx_train, 4096), the KV cells it allocates per resident Context).
         `parallel`: the most sequences one batched step advances (default 4); more
-        concurrent streams queue for a place in the batch. Raises ModelLoadError naming the problem
-        (for an engine that is not installed, with the command that installs it)."""
+        concurrent streams queue for a place in the batch.
+        Raises ModelLoadError naming the problem (for an engine that is not installed, with
+        the command that installs it)."""
         from mullama import loader
         from mullama.engines.choice import choose_engine
 
@@ -102,6 +106,15 @@ class Model:
             template = tokenizer.chat_template
             specials = {}
         return cls(runner, info, tokenizer, template, specials)
+
+    @staticmethod
+    def connect(url: str, *, model: str, api_key: str | None = None, **options: Any) -> RemoteModel:
+        """A model on an OpenAI-compatible (http(s)://host/v1) or Ollama (ollama://host:port,
+        http://host:port/api) server, with a Context's generate_stream / generate / chat
+        (see mullama.remote)."""
+        from mullama.remote import connect
+
+        return connect(url, model=model, api_key=api_key, **options)
 
     # -- what the model is ---------------------------------------------------------------
     @property

@@ -289,11 +289,11 @@ class Scheduler:
     def _prefill(self) -> bool:
         """Feeds prompt chunks for about PREFILL_CHUNK_S; True if any prompt work was done.
 
-        Each prompt has its own chunk size, grown from PREFILL_FIRST_CHUNK by its measured
-        rate, as when it is read alone: llama.cpp's numerics depend on how a prompt is cut,
-        so a prompt cut the same way alone or beside others gives the same text. The prompts
-        take turns (the first served rotates every iteration), so a short prompt is never
-        stuck behind a long one."""
+        Each prompt is cut as when it is read alone: in the engine's fixed chunks where its
+        numerics depend on the cut (llama.cpp), else in chunks grown from PREFILL_FIRST_CHUNK
+        by that prompt's measured rate. The prompts take turns (the first served rotates
+        every iteration), so a short prompt is never stuck behind a long one. An engine that
+        can stop inside a chunk is told to when the prompt's stream ends."""
         prefilling = [j for j in self._active if not j.decoding]
         if not prefilling:
             return False
@@ -306,16 +306,22 @@ class Scheduler:
                 break
             if job.should_stop():
                 continue
-            part = job.prompt_left[: job.prefill_chunk]
+            fixed = self.engine.prefill_chunk
+            part = job.prompt_left[: fixed or job.prefill_chunk]
             try:
                 if part:
                     began = time.perf_counter()
-                    self.engine.prefill(job.sequence, part)
+                    fed_all = self.engine.prefill(job.sequence, part, job.should_stop)
                     took = time.perf_counter() - began
-                    del job.prompt_left[: len(part)]
-                    rate = len(part) / max(took, 1e-6)
-                    job.prefill_chunk = max(1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S)))
                     worked = True
+                    if not fed_all:
+                        continue  # its stream ended mid-chunk: it leaves next iteration
+                    del job.prompt_left[: len(part)]
+                    if not fixed:
+                        rate = len(part) / max(took, 1e-6)
+                        job.prefill_chunk = max(
+                            1, min(PREFILL_MAX_CHUNK, int(rate * PREFILL_CHUNK_S))
+                        )
                 if not job.prompt_left:
                     job.sequence.configure(
                         SamplerSettings.from_config(job.config), job.prompt_ids[:-1]

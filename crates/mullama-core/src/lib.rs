@@ -23,6 +23,7 @@ pub use gguf::{GgufMetadata, GgufValue};
 pub use signal::RoomSignal;
 pub use stop::StopScanner;
 pub use stream::{
-    token_stream, Batch, NextWithin, PushOutcome, TokenConsumer, TokenProducer, TryNext,
+    text_stream, token_stream, Batch, NextWithin, PushOutcome, TextProducer, TokenConsumer,
+    TokenProducer, TryNext,
 };
 pub use tokenizer::Tokenizer;

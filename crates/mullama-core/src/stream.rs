@@ -23,6 +23,9 @@ use crate::event::{FinishReason, StreamStats, TokenEvent};
 use crate::signal::RoomSignal;
 use crate::stop::StopScanner;
 
+mod text;
+pub use text::{text_stream, TextProducer};
+
 /// The message a consumer receives when the producer is dropped mid-stream.
 pub const PRODUCER_DROPPED: &str = "producer ended without finishing the stream";
 

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use mullama_core::{
-    token_stream, FinishReason, IncrementalDecoder, PieceTable, StopScanner, StreamConfig,
+    text_stream, token_stream, FinishReason, IncrementalDecoder, PieceTable, PushOutcome,
+    StopScanner, StreamConfig, TokenConsumer, TokenEvent,
 };
 use proptest::prelude::*;
 
@@ -296,5 +297,60 @@ proptest! {
         }
         prop_assert!(events[..events.len() - 1].iter().all(|event| event.finish_reason.is_none()));
         prop_assert_eq!(consumer.finish_reason(), last.finish_reason);
+    }
+}
+
+fn drain(consumer: &TokenConsumer) -> Vec<(String, Option<FinishReason>, Option<String>)> {
+    let mut events = Vec::new();
+    while let Some(TokenEvent {
+        text,
+        finish_reason,
+        stop_sequence,
+        ..
+    }) = consumer.next().unwrap()
+    {
+        events.push((text, finish_reason, stop_sequence));
+    }
+    events
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// A remote producer pushing the same bytes as text deltas gets exactly the events a
+    /// local producer gets pushing them as tokens, stops, cut characters and max_tokens
+    /// included.
+    #[test]
+    fn text_stream_gives_the_events_of_a_token_stream(
+        (text, stops, cuts, include_stop) in text_case(),
+        limit in 1usize..40,
+    ) {
+        let chunks = split(text.as_bytes(), &cuts);
+        let config = StreamConfig {
+            stop_sequences: stops,
+            include_stop,
+            buffer_size: chunks.len() + 1,
+            max_tokens: limit,
+            timeout_ms: 0,
+            ..StreamConfig::default()
+        };
+        let (tokens, token_consumer) =
+            token_stream(&config, Arc::new(PieceTable::new(chunks.clone()))).unwrap();
+        let (deltas, text_consumer) = text_stream(&config).unwrap();
+        for (id, chunk) in chunks.iter().enumerate() {
+            let by_token = tokens.push(id as u32, None, Vec::new()).unwrap();
+            let by_text = deltas.push_text(chunk, 1);
+            prop_assert_eq!(by_token, by_text);
+            if by_text != PushOutcome::Continue {
+                break;
+            }
+        }
+        tokens.finish(FinishReason::Stop, None);
+        deltas.finish(FinishReason::Stop);
+        prop_assert_eq!(drain(&text_consumer), drain(&token_consumer));
+        prop_assert_eq!(
+            text_consumer.stats().incomplete_bytes_dropped,
+            token_consumer.stats().incomplete_bytes_dropped
+        );
     }
 }

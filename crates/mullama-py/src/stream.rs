@@ -27,6 +27,8 @@ use crate::signal::PyRoomSignal;
 use crate::token::{bytes_to_gb, PyToken};
 use crate::vocab::{type_name, vocab_pieces, PyPieceTable};
 
+mod text;
+
 /// How long one blocking wait lasts before the consumer checks for Ctrl+C.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -90,6 +92,17 @@ pub(crate) fn seconds(value: f64, what: &str) -> PyResult<Duration> {
     })
 }
 
+/// The core's message for a producer's exception: its type and text.
+fn failure_message(exc: &Bound<'_, PyBaseException>) -> PyResult<String> {
+    let text = exc.str()?.to_string();
+    let kind = type_name(exc.as_any());
+    Ok(if text.is_empty() {
+        kind
+    } else {
+        format!("{kind}: {text}")
+    })
+}
+
 /// The push side of a stream. Every method may be called from any thread.
 #[pyclass(name = "TokenProducer", module = "mullama._core", frozen)]
 pub struct PyTokenProducer {
@@ -148,13 +161,7 @@ impl PyTokenProducer {
     /// Ends the stream with an error: the consumer raises GenerationError with `exc` as its
     /// `__cause__`.
     fn fail(&self, exc: &Bound<'_, PyBaseException>) -> PyResult<()> {
-        let text = exc.str()?.to_string();
-        let kind = type_name(exc.as_any());
-        let message = if text.is_empty() {
-            kind
-        } else {
-            format!("{kind}: {text}")
-        };
+        let message = failure_message(exc)?;
         *lock(&self.failure) = Some(exc.clone().unbind());
         self.inner.fail(message);
         Ok(())
@@ -608,5 +615,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTokenStream>()?;
     m.add_function(wrap_pyfunction!(open_stream, m)?)?;
     m.add_function(wrap_pyfunction!(spawn_piece_producer, m)?)?;
+    text::register(m)?;
     Ok(())
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -22,6 +22,9 @@ from mullama.context import Context, GenerationResult, ResultCollector
 from mullama.model import Model
 from mullama.producer import run_on_producer_thread
 from mullama.request import GenerationRequest, takes_request
+
+if TYPE_CHECKING:
+    from mullama.remote import AsyncRemoteModel
 
 
 class _WholeReplies:
@@ -79,6 +82,15 @@ class AsyncModel(_WholeReplies):
         load = functools.partial(Model.load, path, engine=engine, n_ctx=n_ctx)
         model = await anyio.to_thread.run_sync(run_on_producer_thread, load)
         return cls(model)
+
+    @staticmethod
+    def connect(
+        url: str, *, model: str, api_key: str | None = None, **options: Any
+    ) -> AsyncRemoteModel:
+        """The async twin of `Model.connect` (see mullama.remote)."""
+        from mullama.remote import connect_async
+
+        return connect_async(url, model=model, api_key=api_key, **options)
 
     def stream_request(self, request: GenerationRequest) -> AsyncTokenStream:
         return _wrap(Context(self.model).open_stream(request), request)

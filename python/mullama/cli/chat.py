@@ -7,9 +7,10 @@ import sys
 from typing import Any
 
 from mullama import ConfigError, ContextLengthError, MullamaError, StreamTimeoutError
-from mullama.cli.common import load_model, make_config
+from mullama.cli.common import make_config
 from mullama.cli.exit_codes import ExitCode, UsageError, describe
 from mullama.cli.output import TextOut, stats_line, status
+from mullama.cli.remote import generation_target, open_ledger_chat
 from mullama.cli.repl import LineReader
 
 HELP = """Commands:
@@ -128,11 +129,11 @@ class ChatSession:
 
 
 def chat(args: argparse.Namespace) -> int:
-    from mullama.context import Context
-
     config = make_config(args)
-    name, model = load_model(args)
-    session = ChatSession(Context(model), config, args.system, TextOut(), args.verbose)
+    name, target = generation_target(args)
+    session: Any = ChatSession(target, config, args.system, TextOut(), args.verbose)
+    if getattr(args, "ledger", None):
+        session = open_ledger_chat(args, target, session)
     interactive = sys.stdin.isatty()
     reader = LineReader(interactive)
     if interactive:

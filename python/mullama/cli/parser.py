@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from mullama import __version__
+from mullama.cli.remote_options import add_remote_options
 from mullama.engines.choice import DEFAULT_ENGINE, ENGINE_ENV, ENGINES
 from mullama.server import defaults as serve_defaults
 
@@ -47,6 +48,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "(default: the built-in smollm2)",
     )
     _add_engine(parser)
+    parser.add_argument(
+        "--ctx-size",
+        "-c",
+        type=int,
+        metavar="N",
+        help="most tokens of a conversation (default: the model's training context; "
+        "llama.cpp: at most 4096, as its caches are allocated up front)",
+    )
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
 
 
@@ -135,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw", action="store_true", help="send the prompt as is, without the chat template"
     )
     _add_sampling(run)
+    add_remote_options(run, ledger=True)
 
     chat = commands.add_parser(
         "chat",
@@ -144,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(chat)
     _add_chat_options(chat)
     _add_sampling(chat)
+    add_remote_options(chat, ledger=True)
 
     list_cmd = commands.add_parser(
         "list", aliases=["ls"], help="the built-in model and those in the models directory"
@@ -178,12 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-key",
         metavar="KEY",
         help="require 'Authorization: Bearer KEY' (or set MULLAMA_API_KEY)",
-    )
-    serve.add_argument(
-        "--ctx-size",
-        type=int,
-        metavar="N",
-        help="context length per request (default: the model's)",
     )
     serve.add_argument(
         "--parallel",

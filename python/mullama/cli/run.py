@@ -6,9 +6,10 @@ import argparse
 import sys
 from typing import Any
 
-from mullama.cli.common import load_model, make_config, read_stdin
+from mullama.cli.common import make_config, read_stdin
 from mullama.cli.exit_codes import ExitCode, UsageError
 from mullama.cli.output import PROGRESS_INTERVAL_S, TextOut, progress_reporter, stats_line, status
+from mullama.cli.remote import generation_target
 
 
 def take_model_word(args: argparse.Namespace, argv: list[str]) -> None:
@@ -16,7 +17,8 @@ def take_model_word(args: argparse.Namespace, argv: list[str]) -> None:
     becomes --model, unless --model is given or the word comes after `--`."""
     words = args.prompt
     after_dashes = len(argv) - argv.index("--") - 1 if "--" in argv else 0
-    if args.model is None and len(words) > after_dashes and words[0] != "-":
+    remote = getattr(args, "remote", None) is not None  # a server's model is named by --model
+    if args.model is None and not remote and len(words) > after_dashes and words[0] != "-":
         from mullama.loader.names import names_a_model
 
         if names_a_model(words[0]):
@@ -44,12 +46,12 @@ def read_prompt(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace, prompt: str) -> int:
     if not prompt.strip():
         raise UsageError("the prompt is empty")
+    if getattr(args, "ledger", None):
+        raise UsageError(
+            "--ledger keeps a chat: use it with `mullama chat` (or `mullama run` without a prompt)"
+        )
     config = make_config(args)  # bad flag values fail before the model loads
-    _, model = load_model(args)
-
-    from mullama.context import Context
-
-    context = Context(model)
+    _, context = generation_target(args)
     reporter = progress_reporter(args.verbose)
     progress = (
         {"on_progress": reporter, "progress_interval_s": PROGRESS_INTERVAL_S} if reporter else {}

@@ -23,7 +23,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.timeout < 0:
         raise UsageError("--timeout must be >= 0")
     if args.ctx_size is not None and args.ctx_size < 1:
-        raise UsageError("--ctx-size must be at least 1")
+        raise UsageError("--ctx-size must be at least 1")  # before the port is taken
     api_key = args.api_key or os.environ.get("MULLAMA_API_KEY") or None
     try:
         sock = bind_socket(args.host, args.port)

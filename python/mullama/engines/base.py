@@ -24,7 +24,7 @@ a sampled token joins it only when a later step feeds it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +134,11 @@ class Engine(ABC):
     A synchronous engine's token is handed out first, so the consumer never waits for the
     step after it."""
 
+    prefill_chunk: int | None = None
+    """A fixed prompt chunk length, for engines whose numerics depend on how a prompt is
+    split (llama.cpp's kernels differ by batch size: chunks sized by the clock made greedy
+    text differ from run to run). None: the producer sizes chunks by time."""
+
     reason: str = ""
     """Why this engine runs the model (set by `Model.load`'s choice, e.g. "auto: no GPU for
     MLX; llama.cpp is faster on CPU")."""
@@ -165,9 +170,16 @@ class Engine(ABC):
     def new_sequence(self, n_ctx: int) -> EngineSequence: ...
 
     @abstractmethod
-    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+    def prefill(
+        self,
+        sequence: EngineSequence,
+        ids: Sequence[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
         """Feeds `ids` into the sequence's cache without sampling (one chunk: the caller
-        splits long prompts and checks for stop between chunks)."""
+        splits long prompts and checks for stop between chunks). An engine that can stop
+        inside a chunk polls `should_stop` meanwhile and returns False when it stopped
+        (the cache then holds the tokens fed before); True when all of `ids` went in."""
 
     @abstractmethod
     def step(self, requests: Sequence[StepRequest]) -> StepHandle: ...

@@ -22,7 +22,7 @@ import resource
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,12 @@ tenants): 1 thread 62 tok/s, 41 tok/s beside a busy process; 2 threads 5.4 tok/s
 a busy process it did not finish 4x64 tokens in 5 minutes."""
 
 DEFAULT_N_BATCH = 512
+
+PREFILL_CHUNK = 64
+"""Tokens per prompt chunk. A fixed size: llama.cpp's kernels differ by batch shape, and
+chunks sized by the clock made greedy text differ from run to run. Small, because the other
+streams on the model wait for the chunk in flight (a stop inside one comes through the abort
+callback, so stopping does not wait for it)."""
 
 _GGML_LOG_WARN = 3
 _GGML_LOG_ERROR = 4
@@ -103,6 +109,10 @@ def _peak_rss_bytes() -> int:
     everything else in the process (one getrusage call: cheap enough for every token)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes there, KiB on Linux
+
+
+class _Aborted(Exception):
+    """A prefill chunk stopped by its should_stop (llama_decode returned 2)."""
 
 
 class _Done(StepHandle):
@@ -296,6 +306,16 @@ class LlamaCppEngine(Engine):
         """The resident sequences, by seq id."""
         self._clock = 0
         self._batch = _Batch(lib, n_batch)
+        self._stop_check: Callable[[], bool] | None = None
+
+        def abort_requested(_data: Any) -> bool:
+            check = self._stop_check
+            return bool(check is not None and check())
+
+        # Kept alive on the engine: llama.cpp holds the raw function pointers.
+        self._abort_callback = lib.ggml_abort_callback(abort_requested)
+        self._no_abort = lib.ggml_abort_callback()  # NULL: llama.cpp checks nothing
+        self.prefill_chunk = min(PREFILL_CHUNK, n_batch)
         # One candidates buffer for every sequence's sampling (steps run one at a time).
         self._cand = np.zeros(
             self._n_vocab, dtype=[("id", np.int32), ("logit", np.float32), ("p", np.float32)]
@@ -466,6 +486,8 @@ class LlamaCppEngine(Engine):
                 seq = self._live.get(seq_id)
                 start = len(seq.ids) if seq is not None else 0
                 self._lib.llama_memory_seq_rm(self._mem, seq_id, start, -1)
+            if rc == 2 and self._stop_check is not None:
+                raise _Aborted()
             meaning = {1: "no KV slot for the batch", 2: "aborted", -1: "invalid batch"}
             raise GenerationError(
                 f"llama_decode failed with return code {rc}"
@@ -481,15 +503,35 @@ class LlamaCppEngine(Engine):
             self._decode([(t, seq.seq_id, pos + i, False) for i, t in enumerate(chunk)])
             seq.ids.extend(chunk)
 
-    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+    def prefill(
+        self,
+        sequence: EngineSequence,
+        ids: Sequence[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        """With `should_stop`, llama.cpp polls it between the graph's nodes (its abort
+        callback): a chunk stops within milliseconds of a close, a deadline or Ctrl+C."""
         with self._lock:
             seq = self._check_sequence(sequence)
             ids = [int(t) for t in ids]
             if not ids:
-                return
+                return True
             self._check_room([(seq, ids)])
             seq.pending = None
-            self._feed(seq, ids)
+            if should_stop is None:
+                self._feed(seq, ids)
+                return True
+            self._stop_check = should_stop
+            self._lib.llama_set_abort_callback(self._ctx, self._abort_callback, None)
+            try:
+                self._feed(seq, ids)
+            except _Aborted:
+                return False
+            finally:
+                # Decode steps run without it: a Python call per graph node costs time.
+                self._lib.llama_set_abort_callback(self._ctx, self._no_abort, None)
+                self._stop_check = None
+            return True
 
     def step(self, requests: Sequence[StepRequest]) -> StepHandle:
         with self._lock:

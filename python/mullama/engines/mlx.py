@@ -7,7 +7,7 @@ detokenizes and delivers token n.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import mlx.core as mx
@@ -250,10 +250,16 @@ class MlxEngine(Engine):
         self._check_open()
         return MlxSequence(self, n_ctx)
 
-    def prefill(self, sequence: EngineSequence, ids: Sequence[int]) -> None:
+    def prefill(
+        self,
+        sequence: EngineSequence,
+        ids: Sequence[int],
+        should_stop: Callable[[], bool] | None = None,
+    ) -> bool:
         self._check_open()
         with mx.stream(_generation_stream):
             _own(sequence)._prefill([int(i) for i in ids])
+        return True
 
     def step(self, requests: Sequence[StepRequest]) -> StepHandle:
         self._check_open()

@@ -17,6 +17,7 @@ import mlx.nn as nn
 from mlx_lm.utils import dequantize_model
 
 from mullama._core import GgufFile, GgufTensor, ModelLoadError
+from mullama.loader.gguf_check import open_gguf
 from mullama.loader.gguf_config import ARCHITECTURES, ArchitectureSpec, architecture_spec
 from mullama.loader.gguf_names import IGNORED_TENSORS, module_path
 from mullama.loader.loaded_model import LoadedModel, use_device_dtype
@@ -32,29 +33,6 @@ from mullama.loader.quant import (
 )
 
 SUPPORTED_ARCHITECTURES = tuple(sorted(ARCHITECTURES))
-
-
-def open_gguf(path: str | Path) -> GgufFile:
-    """The parsed header of the GGUF file at `path`; ModelLoadError naming the problem."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}")
-    if not path.is_file():
-        raise ModelLoadError(f"not a GGUF file (is a directory or special file): {path}")
-    return GgufFile.open(path)
-
-
-def mlx_unsupported(gguf: GgufFile) -> str | None:
-    """Why the MLX loader cannot map this GGUF file (its architecture or a tensor type),
-    or None when it can."""
-    try:
-        architecture_spec(gguf)
-        for info in gguf.tensors:
-            if info.name not in IGNORED_TENSORS:
-                check_supported(info.name, info.type)
-    except ModelLoadError as exc:
-        return str(exc)
-    return None
 
 
 def load_gguf(path: str | Path | GgufFile, *, keep_quantized: bool = True) -> LoadedModel:

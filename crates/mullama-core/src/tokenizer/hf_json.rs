@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::byte_level::ByteLevel;
+use super::hf_split::FolderPreTokenizer;
 use super::TokenKind;
 use crate::error::{CoreError, Result};
 
@@ -139,11 +140,20 @@ enum SpecialRule {
     Config { bos: bool, eos: bool },
 }
 
+/// The crate's tokenizer with the pre-tokenizer of `hf_split`.
+type FolderTokenizer = tokenizers::TokenizerImpl<
+    tokenizers::ModelWrapper,
+    tokenizers::NormalizerWrapper,
+    FolderPreTokenizer,
+    tokenizers::PostProcessorWrapper,
+    tokenizers::DecoderWrapper,
+>;
+
 /// The encoding half: the crate's tokenizer, twice (the crate keeps "match special
 /// tokens in text" as tokenizer state, and `encode` takes `&self`).
 pub(super) struct HfEncoder {
-    parses_special: tokenizers::Tokenizer,
-    literal_special: tokenizers::Tokenizer,
+    parses_special: FolderTokenizer,
+    literal_special: FolderTokenizer,
     rule: SpecialRule,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -272,7 +282,7 @@ pub(super) fn load(path: &Path) -> Result<HfParts> {
         .unwrap_or(false);
 
     let bytes = serde_json::to_vec(&root).map_err(|e| err(e.to_string()))?;
-    let parses_special = tokenizers::Tokenizer::from_bytes(&bytes)
+    let parses_special: FolderTokenizer = serde_json::from_slice(&bytes)
         .map_err(|e| err(format!("cannot build the tokenizer: {e}")))?;
     let mut literal_special = parses_special.clone();
     literal_special.set_encode_special_tokens(true);

@@ -22,6 +22,7 @@
 mod bpe;
 mod byte_level;
 mod hf_json;
+mod hf_split;
 mod pretokenize;
 mod special;
 mod spm;

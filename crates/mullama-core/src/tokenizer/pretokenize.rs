@@ -91,6 +91,7 @@ impl PreTokenizer {
         let classes: Vec<CharClass> = chars.iter().map(|&(_, c)| CharClass::of(c)).collect();
         let whole = 0..chars.len();
         let mut words = Vec::with_capacity(chars.len() / 3 + 1);
+        let ascii_lower = |c: char| c.to_ascii_lowercase();
         match self {
             Self::Gpt2 => gpt2_split(&chars, &classes, whole, &mut words),
             Self::DigitsThenGpt2 => {
@@ -98,15 +99,47 @@ impl PreTokenizer {
                     gpt2_split(&chars, &classes, seg, &mut words);
                 }
             }
-            Self::Llama3 => llama3::split(&chars, &classes, whole, 3, &mut words),
-            Self::Qwen2 => llama3::split(&chars, &classes, whole, 1, &mut words),
+            Self::Llama3 => llama3::split(&chars, &classes, whole, 3, ascii_lower, &mut words),
+            Self::Qwen2 => llama3::split(&chars, &classes, whole, 1, ascii_lower, &mut words),
         }
-        let byte_at = |i: usize| chars.get(i).map_or(text.len(), |&(b, _)| b);
-        words
-            .into_iter()
-            .map(|w| byte_at(w.start)..byte_at(w.end))
-            .collect()
+        to_byte_ranges(text, &chars, words)
     }
+}
+
+/// Llama 3's (`max_digits` 3) or Qwen2's (1) split with the caller's codepoint classes
+/// and contraction folding: how a tokenizer.json's `Split` on these patterns is run
+/// without a regex engine (`hf_split`). Byte ranges of `text`, covering all of it.
+pub(super) fn llama3_family_split(
+    text: &str,
+    max_digits: usize,
+    class_of: impl Fn(char) -> CharClass,
+    fold: fn(char) -> char,
+) -> Vec<Range<usize>> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let classes: Vec<CharClass> = chars.iter().map(|&(_, c)| class_of(c)).collect();
+    let mut words = Vec::with_capacity(chars.len() / 3 + 1);
+    llama3::split(
+        &chars,
+        &classes,
+        0..chars.len(),
+        max_digits,
+        fold,
+        &mut words,
+    );
+    to_byte_ranges(text, &chars, words)
+}
+
+/// Char-index ranges as byte ranges of `text`.
+fn to_byte_ranges(
+    text: &str,
+    chars: &[(usize, char)],
+    words: Vec<Range<usize>>,
+) -> Vec<Range<usize>> {
+    let byte_at = |i: usize| chars.get(i).map_or(text.len(), |&(b, _)| b);
+    words
+        .into_iter()
+        .map(|w| byte_at(w.start)..byte_at(w.end))
+        .collect()
 }
 
 /// The `\p{N}` pass: each number codepoint becomes its own segment; the text between

@@ -5,13 +5,14 @@
 //! llama.cpp runs Llama 3's with a hand-written matcher (`unicode_regex_split_custom_llama3`)
 //! and Qwen2's with `std::regex` over a text where every non-ASCII codepoint is collapsed
 //! to one byte standing for its class. Both behave as the leftmost-first regex itself, so
-//! one matcher serves both, parameterised by the digit run length. Two of llama.cpp's
-//! choices are kept:
-//! - the contractions compare the lowercased ASCII letter (llama.cpp's
-//!   `'[sS]|'[tT]|...` rewrite of `(?i:...)`); no non-ASCII codepoint lowercases to one of
-//!   these letters, so this is exactly llama.cpp's `unicode_tolower` test;
-//! - letters, numbers and whitespace are the `CharClass` table's (Unicode White_Space for
-//!   `\s`, which is what `std::regex` sees once non-ASCII spaces are collapsed to `\v`).
+//! one matcher serves both, parameterised by the digit run length. What a regex engine
+//! decides on its own comes from the caller, so the same matcher also runs these patterns
+//! as tokenizer.json files state them (`hf_split`, with the `regex` crate's answers):
+//! - the classes of each codepoint (for GGUF files llama.cpp's `CharClass` table, with
+//!   Unicode White_Space for `\s`, which is what `std::regex` sees once non-ASCII spaces
+//!   are collapsed to `\v`);
+//! - how a contraction letter folds: llama.cpp compares the lowercased ASCII letter (its
+//!   `'[sS]|'[tT]|...` rewrite of `(?i:...)`), a Unicode regex engine also folds U+017F.
 
 use std::ops::Range;
 
@@ -28,11 +29,13 @@ fn is_other(k: CharClass) -> bool {
 
 /// Splits one segment (char indices `seg`) and appends its words to `words`.
 /// `max_digits` is the `\p{N}{1,max_digits}` bound: 3 for Llama 3, 1 for Qwen2.
+/// `fold` maps a codepoint to the ASCII letter `(?i:...)` matches it as (else itself).
 pub(super) fn split(
     chars: &[(usize, char)],
     classes: &[CharClass],
     seg: Range<usize>,
     max_digits: usize,
+    fold: fn(char) -> char,
     words: &mut Vec<Range<usize>>,
 ) {
     let end = seg.end;
@@ -55,7 +58,7 @@ pub(super) fn split(
         let start = pos;
         let c = chars[pos].1;
         let class = classes[pos];
-        if let Some(len) = contraction_len(c, char_at(pos + 1), char_at(pos + 2)) {
+        if let Some(len) = contraction_len(c, char_at(pos + 1), char_at(pos + 2), fold) {
             pos += len;
         } else if class.is_letter()
             || (!is_line_break(Some(c)) && !class.is_number() && class_at(pos + 1).is_letter())
@@ -112,12 +115,17 @@ fn whitespace_end(
 }
 
 /// Length of `(?i:'s|'t|'re|'ve|'m|'ll|'d)` starting at `c`, if one starts there.
-fn contraction_len(c: char, next: Option<char>, next2: Option<char>) -> Option<usize> {
+fn contraction_len(
+    c: char,
+    next: Option<char>,
+    next2: Option<char>,
+    fold: fn(char) -> char,
+) -> Option<usize> {
     if c != '\'' {
         return None;
     }
-    let next = next?.to_ascii_lowercase();
-    let next2 = next2.map(|n| n.to_ascii_lowercase());
+    let next = fold(next?);
+    let next2 = next2.map(fold);
     match (next, next2) {
         ('s' | 't' | 'm' | 'd', _) => Some(2),
         ('r', Some('e')) | ('v', Some('e')) | ('l', Some('l')) => Some(3),

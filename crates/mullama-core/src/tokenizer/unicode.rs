@@ -14,6 +14,8 @@ const ACCENT_MARK: u8 = 1 << 3;
 const SYMBOL: u8 = 1 << 5;
 #[cfg(test)]
 const CONTROL: u8 = 1 << 6;
+/// Not a table bit: marks a codepoint of another table that is neither letter nor number.
+const OTHER: u8 = 1 << 7;
 
 /// The classes of one codepoint. `NONE` marks "outside the current segment", which no
 /// real codepoint has: every codepoint (even unassigned ones, as \p{C}) has a category.
@@ -33,6 +35,22 @@ impl CharClass {
         CharClass {
             category: category_bits(c as u32),
             whitespace: is_whitespace(c),
+        }
+    }
+
+    /// The class another table gives (the `regex` crate's, for tokenizer.json patterns).
+    pub fn from_flags(letter: bool, number: bool, whitespace: bool) -> CharClass {
+        let mut category = 0;
+        if letter {
+            category |= LETTER;
+        }
+        if number {
+            category |= NUMBER;
+        }
+        CharClass {
+            // A real codepoint is never `NONE`.
+            category: if category == 0 { OTHER } else { category },
+            whitespace,
         }
     }
 
