@@ -11,7 +11,7 @@ import gguf
 import numpy as np
 import pytest
 
-import mullama.loader.gguf_loader as gguf_loader
+import mullama.loader.gguf_check as gguf_check
 import mullama.model as model_module
 from mullama import Model, ModelLoadError
 from mullama._core import GgufFile, Tokenizer
@@ -123,9 +123,12 @@ def test_tokenizer_from_a_parsed_file_equals_the_one_from_its_path(smollm2_path:
         Tokenizer.from_gguf(42)
 
 
-def test_a_model_load_parses_the_header_once(tiny_gguf_q4: Path, tmp_path: Path, monkeypatch):
-    """The loader opens the file once; the tokenizer is built from that parse. To prove it
-    reads nothing, the file is moved away while the tokenizer is built."""
+def test_a_model_load_parses_the_header_once(
+    tiny_gguf_q4: Path, tmp_path: Path, monkeypatch, engine_name: str
+):
+    """The loader opens the file once (whichever engine then runs it); the tokenizer is built
+    from that parse. To prove it reads nothing, the file is moved away while the tokenizer is
+    built."""
     path = tmp_path / "model.gguf"
     path.write_bytes(tiny_gguf_q4.read_bytes())
     opened: list[GgufFile] = []
@@ -145,9 +148,9 @@ def test_a_model_load_parses_the_header_once(tiny_gguf_q4: Path, tmp_path: Path,
             finally:
                 aside.rename(path)
 
-    monkeypatch.setattr(gguf_loader, "GgufFile", CountingGgufFile)
+    monkeypatch.setattr(gguf_check, "GgufFile", CountingGgufFile)
     monkeypatch.setattr(model_module, "Tokenizer", FileMovedAwayTokenizer)
-    model = Model.load(path)
+    model = Model.load(path, engine=engine_name)
     assert len(opened) == 1
     assert model.tokenizer.vocab_size == opened[0].tensor("token_embd.weight").shape[0]
     assert model.chat_template == opened[0].get("tokenizer.chat_template")
