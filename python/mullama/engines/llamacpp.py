@@ -168,6 +168,12 @@ class _Sampler:
                 self._lib.llama_sampler_free(smpl)
         self.penalty = self.chain = None
 
+    def __del__(self) -> None:
+        # A dropped Context's sequence takes its samplers with it. Samplers hold no engine
+        # state (llama.cpp's sampler objects stand alone), so no engine lock is needed here.
+        if getattr(self, "_lib", None) is not None:
+            self.free()
+
 
 class LlamaCppSequence(EngineSequence):
     """One sequence on the engine: its cached ids, samplers and, while its KV is resident,
@@ -255,7 +261,6 @@ class LlamaCppEngine(Engine):
         _init_backend(lib)
         self._model = None
         self._ctx = None
-        self._samplers: list[_Sampler] = []
         self._lock = threading.Lock()
 
         _log_lines.clear()
@@ -440,12 +445,10 @@ class LlamaCppEngine(Engine):
                     self._lib.llama_sampler_accept(sampler.penalty, int(token))
             self._drop_sampler(seq)
             seq.sampler = sampler
-            self._samplers.append(sampler)
 
     def _drop_sampler(self, seq: LlamaCppSequence) -> None:
         if seq.sampler is not None:
             seq.sampler.free()
-            self._samplers.remove(seq.sampler)
             seq.sampler = None
 
     def release(self, seq: EngineSequence) -> None:
@@ -675,9 +678,7 @@ class LlamaCppEngine(Engine):
             lib = self._lib
             for seq in list(getattr(self, "_live", {}).values()):
                 seq.closed = True
-            for sampler in self._samplers:
-                sampler.free()
-            self._samplers = []
+                self._drop_sampler(seq)
             if self._ctx is not None:
                 lib.llama_free(self._ctx)
                 self._ctx = None
