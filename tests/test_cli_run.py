@@ -449,3 +449,9 @@ def test_an_unknown_engine_is_a_usage_error(tiny_model_path):
     result = mullama("run", "--model", str(tiny_model_path), "--engine", "tpu", "Hi")
     assert result.returncode == 2
     assert "invalid choice: 'tpu'" in result.stderr
+
+
+def test_a_context_size_below_one_is_a_usage_error(tiny_model_path):
+    result = mullama("run", "--model", str(tiny_model_path), "--ctx-size", "0", "Hi")
+    assert result.returncode == 2
+    assert "--ctx-size must be at least 1" in result.stderr

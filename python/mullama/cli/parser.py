@@ -55,7 +55,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="most tokens of a conversation (default: the model's training context; "
-        "llama.cpp: at most 4096, as its caches are allocated up front)",
+        "on llama.cpp the smaller of that and 4096, as its caches are allocated up front)",
     )
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
 

@@ -1,9 +1,9 @@
 """Which engine runs a model, and why: `engine="auto" | "mlx" | "llama.cpp"`.
 
 `auto` follows where each engine is fast: MLX where it has a GPU (Metal on Apple silicon,
-CUDA with `mlx[cuda]`), llama.cpp on CPU-only hosts, where MLX's CPU kernels decode about
-ten times slower (benchmarks/bench_engine.py). llama.cpp loads GGUF files only; MLX also
-loads MLX / Hugging Face folders.
+CUDA with `mlx[cuda]`), llama.cpp on CPU-only hosts, where MLX's CPU kernels are several times
+slower (a 2-core box: 5.7x slower decode, first token 13x later; benchmarks/bench_engine.py).
+llama.cpp loads GGUF files only; MLX also loads MLX / Hugging Face folders.
 """
 
 from __future__ import annotations
