@@ -1,8 +1,11 @@
 """Concurrent streaming clients against `mullama serve` (and llama-cpp-python's server on the
 same GGUF, when it is installed): aggregate tokens/s, p50/p99 time to first token and p50/p99
-gap between tokens, as a table.
+gap between tokens, as a table; beside it the raw batched-decode ceiling of the llama.cpp
+engine (the same `engine.step` the scheduler makes, no streams, no HTTP) at batch 1, 2, 4, 8,
+and the ratio of each client count's aggregate to the ceiling at its batch size.
 
-    python benchmarks/bench_server.py [--clients 8] [--max-tokens 32]
+    python benchmarks/bench_server.py [--clients 1,4,8] [--max-tokens 64] [--engine llama.cpp]
+                                      [--ceiling-batches 1,2,4,8] [--no-peers]
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper.",
@@ -149,7 +154,6 @@ def run_server(
 
 
 def default_gguf() -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
     from mullama import ModelLoadError
     from mullama.loader.default_model import default_model_path
 
@@ -159,13 +163,53 @@ def default_gguf() -> Path:
         raise SystemExit(str(exc)) from None
 
 
+def decode_ceiling(gguf: Path, batches: list[int], n_tokens: int) -> dict[int, float]:
+    """Aggregate decode tok/s of `engine.step` over `batch` sequences (greedy, one chat prompt
+    each, prefilled first), per batch size: what the scheduler could reach at best."""
+    from mullama._core import Tokenizer
+    from mullama.engines.base import SamplerSettings, StepRequest
+    from mullama.engines.llamacpp import LlamaCppEngine
+
+    tokenizer = Tokenizer.from_gguf(str(gguf))
+    prompt = tokenizer.encode(
+        f"<|im_start|>user\n{PROMPTS[0]}<|im_end|>\n<|im_start|>assistant\n", True
+    )
+    engine = LlamaCppEngine(gguf, n_ctx=1024, max_sequences=max(batches))
+    greedy = SamplerSettings(temperature=0.0)
+    rates = {}
+    try:
+        for batch in batches:
+            seqs = [engine.new_sequence(1024) for _ in range(batch)]
+            for seq in seqs:
+                engine.prefill(seq, prompt[:-1])
+                seq.configure(greedy, prompt[:-1])
+            engine.step([StepRequest(seq, prompt[-1:]) for seq in seqs]).result()
+            started = time.perf_counter()
+            for _ in range(n_tokens - 1):
+                engine.step([StepRequest(seq) for seq in seqs]).result()
+            rates[batch] = batch * (n_tokens - 1) / (time.perf_counter() - started)
+            for seq in seqs:
+                seq.close()
+    finally:
+        engine.close()
+    return rates
+
+
+def int_list(text: str) -> list[int]:
+    return sorted({int(part) for part in text.split(",") if part.strip()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--clients", type=int_list, default=[1, 4, 8])
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--engine", default="llama.cpp")
+    parser.add_argument("--ceiling-batches", type=int_list, default=[1, 2, 4, 8])
+    parser.add_argument("--no-peers", action="store_true", help="skip llama-cpp-python's server")
     args = parser.parse_args()
-    levels = sorted({1, args.clients})
+    levels = args.clients
     gguf = default_gguf()
+    ceiling = decode_ceiling(gguf, args.ceiling_batches, args.max_tokens)
 
     rows = []
     port = free_port()
@@ -178,11 +222,16 @@ def main() -> None:
         str(port),
         "--log-level",
         "warning",
-        "--max-concurrent",
-        str(max(8, args.clients)),
+        "--engine",
+        args.engine,
+        "--parallel",
+        str(max(8, *levels)),
     ]
-    rows += run_server("mullama serve", mullama, port, "smollm2", levels, args.max_tokens)
-    if importlib.util.find_spec("llama_cpp") is not None:
+    name = f"mullama serve ({args.engine})"
+    rows += run_server(name, mullama, port, "smollm2", levels, args.max_tokens)
+    if args.no_peers:
+        pass
+    elif importlib.util.find_spec("llama_cpp") is not None:
         port = free_port()
         llama = [
             sys.executable,
@@ -217,6 +266,23 @@ def main() -> None:
             f"| {name} | {r['clients']} | {r['served']} | {r['tokens']} | {r['wall_s']:.2f} "
             f"| {r['tok_s']:.1f} | {r['ttft_p50'] * 1e3:.0f} | {r['ttft_p99'] * 1e3:.0f} "
             f"| {r['gap_p50'] * 1e3:.1f} | {r['gap_p99'] * 1e3:.1f} |"
+        )
+    print("\nraw batched decode (LlamaCppEngine.step, greedy, no streams, no HTTP)\n")
+    print("| batch | aggregate tok/s | vs batch 1 |")
+    print("|---|---|---|")
+    for batch, rate in ceiling.items():
+        print(f"| {batch} | {rate:.1f} | {rate / ceiling[min(ceiling)]:.2f}x |")
+    print("\nmullama's aggregate against the ceiling at the same batch size\n")
+    print("| server | clients | aggregate / ceiling | aggregate / 1 client |")
+    print("|---|---|---|---|")
+    solo = {n: r["tok_s"] for n, r in rows if r["clients"] == 1}
+    for name, r in rows:
+        if not name.startswith("mullama") or r["clients"] not in ceiling:
+            continue
+        vs_solo = r["tok_s"] / solo[name] if name in solo else float("nan")
+        print(
+            f"| {name} | {r['clients']} | {r['tok_s'] / ceiling[r['clients']]:.2f} "
+            f"| {vs_solo:.2f}x |"
         )
 
 

@@ -5,7 +5,6 @@ llama-cpp-python is not installed (a failure under CI=true)."""
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ except ImportError as exc:
     pytest.skip("llama-cpp-python is not installed", allow_module_level=True)
 
 from mullama.engines.llamacpp import LlamaCppEngine
+from mullama.scheduler import Scheduler
 from mullama.waitk import (
     DEFAULT_INSTRUCTION,
     WaitkStream,
@@ -42,7 +42,7 @@ class LlamaCppModel:
         self.chat_ids = model.chat_ids
         self.token_bytes = model.token_bytes
         self.end_of_generation_ids = model.end_of_generation_ids
-        self.forward_lock = threading.Lock()
+        self.scheduler = Scheduler(engine)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ last token (". ") and the next starts with "w" instead of " w".
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -26,7 +25,7 @@ from mullama.engines.base import (
     StepOutput,
     StepRequest,
 )
-from mullama.producer import GenerationJob
+from mullama.scheduler import GenerationJob, Scheduler
 
 EOS, INSTR, SEP = 0, 1, 2
 SPECIAL = [b"", b"", b""]
@@ -170,7 +169,7 @@ class ScriptedModel:
     def __init__(self, engine: ScriptedEngine) -> None:
         self.engine = engine
         self.tokenizer = PieceTable(PIECES)
-        self.forward_lock = threading.Lock()
+        self.scheduler = Scheduler(engine)
         self.end_of_generation_ids = frozenset({EOS})
         self.prompts: list[list[int]] = []
 

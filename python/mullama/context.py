@@ -11,9 +11,9 @@ from mullama._core import ConfigError, ContextLengthError, StreamConfig, TokenSt
 from mullama.chat import Message
 from mullama.engines.base import EngineSequence
 from mullama.model import Model
-from mullama.producer import GenerationJob
 from mullama.progress import ProgressTokenStream, with_progress
 from mullama.request import GenerationRequest, takes_request
+from mullama.scheduler import GenerationJob
 from mullama.waitk import WaitkRequest, WaitkStream, open_waitk, takes_waitk_request
 
 JobBuilder = Callable[[EngineSequence, Callable[[GenerationJob], None]], GenerationJob]
@@ -104,8 +104,8 @@ class Context:
     @property
     def cached_tokens(self) -> list[int]:
         """The tokens whose KV the cache holds (what the next call can reuse)."""
-        with self.model.forward_lock:
-            return list(self._sequence.cached_ids)
+        sequence = self._sequence
+        return self.model.scheduler.call(lambda: list(sequence.cached_ids))
 
     @property
     def last_prefill_tokens(self) -> int:
@@ -146,8 +146,7 @@ class Context:
     def reset(self) -> None:
         """Forgets the cached conversation."""
         self.stop()
-        with self.model.forward_lock:
-            self._sequence.invalidate()
+        self.model.scheduler.call(self._sequence.invalidate)
 
     # -- generation ------------------------------------------------------------------------------
     @takes_request
@@ -189,9 +188,8 @@ class Context:
         producer, stream = open_stream(request.config, self.model.tokenizer)
         self.start_job(
             lambda sequence, on_exit: GenerationJob(
-                self.model.engine,
+                self.model.scheduler,
                 sequence,
-                self.model.forward_lock,
                 ids,
                 request.config,
                 producer,

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mullama._core import ConfigError, ModelLoadError, Tokenizer, TokenizerError
-from mullama._fairlock import FairLock
 from mullama.chat import Message, render_chat
 from mullama.engines.base import Engine
 from mullama.loader.info import ModelInfo, gguf_info
+from mullama.scheduler import Scheduler
 
 if TYPE_CHECKING:
     from mullama.remote import RemoteModel
@@ -25,9 +25,10 @@ class Model:
     """A loaded model: call `Model.load(path)`; generate through a `Context`.
 
     `engine` runs the forward pass (MLX or llama.cpp, see `mullama.engines`); `engine.reason`
-    says why it was chosen. The forward pass of every stream on one Model is serialized
-    through a FIFO lock, so several contexts (threads or tasks) can share it and take turns
-    fairly.
+    says why it was chosen. One scheduler per Model owns the forward pass: every stream on it
+    (from any thread or task) joins one batch, decoded one step for all, each stream still
+    under its own backpressure; `parallel` sequences at most are in the batch, later requests
+    wait their turn in arrival order.
     """
 
     def __init__(
@@ -44,7 +45,8 @@ class Model:
         self._tokenizer = tokenizer
         self._chat_template = chat_template
         self._special_tokens = special_tokens
-        self.forward_lock = FairLock()
+        self.scheduler = Scheduler(engine)
+        """Runs every generation and engine call on this model (see `mullama.scheduler`)."""
         self._eog_ids = frozenset(tokenizer.end_of_generation_ids)
 
     @classmethod
@@ -54,6 +56,7 @@ class Model:
         *,
         engine: str | None = None,
         n_ctx: int | None = None,
+        parallel: int | None = None,
     ) -> Model:
         """Loads a GGUF file, an MLX/Hugging Face safetensors folder, or (no argument, or
         "smollm2") the built-in SmolLM2-135M-Instruct.
@@ -62,6 +65,8 @@ class Model:
         on CPU-only hosts where it is installed, else MLX on the CPU; or "mlx" / "llama.cpp".
         `n_ctx`: the most tokens a Context may hold (default: the model's n_ctx_train; on
         llama.cpp min(n_ctx_train, 4096), the KV cells it allocates per resident Context).
+        `parallel`: the most sequences one batched step advances (default 4); more
+        concurrent streams queue for a place in the batch.
         Raises ModelLoadError naming the problem (for an engine that is not installed, with
         the command that installs it)."""
         from mullama import loader
@@ -71,6 +76,11 @@ class Model:
             not isinstance(n_ctx, int) or isinstance(n_ctx, bool) or n_ctx < 1
         ):
             raise ConfigError(f"invalid n_ctx = {n_ctx!r}: must be a positive integer")
+        if parallel is not None and (
+            not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1
+        ):
+            raise ConfigError(f"invalid parallel = {parallel!r}: must be a positive integer")
+        sequences = {} if parallel is None else {"max_sequences": parallel}
         resolved = loader.resolve_model(None if path is None else os.fspath(path))
         gguf = None if resolved.is_dir() else loader.open_model_file(resolved)
         unsupported = None if gguf is None else loader.mlx_unsupported(gguf)
@@ -79,13 +89,13 @@ class Model:
             from mullama.engines.llamacpp import LlamaCppEngine
 
             assert gguf is not None  # choose_engine picks llama.cpp for GGUF files only
-            runner: Engine = LlamaCppEngine(resolved, n_ctx=n_ctx)
+            runner: Engine = LlamaCppEngine(resolved, n_ctx=n_ctx, **sequences)
             info = gguf_info(gguf, n_vocab=runner.n_vocab, n_ctx_train=runner.n_ctx_train)
         else:
             from mullama.engines.mlx import MlxEngine
 
             loaded = loader.load_gguf(gguf) if gguf is not None else loader.load_model(resolved)
-            runner = MlxEngine(loaded, n_ctx=n_ctx)
+            runner = MlxEngine(loaded, n_ctx=n_ctx, **sequences)
             info = loaded.info
         runner.reason = choice.reason
         if gguf is None:
@@ -222,14 +232,12 @@ class Model:
         ids = self.prompt_ids(list(ids))
         if not ids:
             raise TokenizerError("logits() needs at least one token id")
-        with self.forward_lock:
-            return self.engine.logits(ids)
+        return self.scheduler.call(self.engine.logits, ids)
 
     def close(self) -> None:
         """Frees the engine's weights and caches now rather than when the Model is collected
         (waits for a running step). Generating afterwards is a GenerationError."""
-        with self.forward_lock:
-            self.engine.close()
+        self.scheduler.call(self.engine.close)
 
     def __repr__(self) -> str:
         return (

@@ -134,21 +134,42 @@ class WireProducer:
         self._ended = False
         self._cancelled = False
         self._changed = threading.Condition()
+        self._room_signal: Any = None
 
     # -- front end side --------------------------------------------------------------------
     def grant(self, n: int) -> None:
         with self._changed:
             self._credits += n
             self._changed.notify_all()
+        self._wake_scheduler()
 
     def cancel(self) -> None:
         with self._changed:
             self._cancelled = True
             self._changed.notify_all()
+        self._wake_scheduler()
+
+    def _wake_scheduler(self) -> None:
+        signal = self._room_signal
+        if signal is not None:
+            signal.notify()
 
     # -- GenerationJob side ------------------------------------------------------------------
     def set_prompt_tokens(self, n: int) -> None:
         self._send({"op": "started", "stream": self.stream_id, "prompt_tokens": n})
+
+    def room(self) -> int:
+        """Pushes that find credit now (any number once the stream ended: they return)."""
+        with self._changed:
+            if self._cancelled or self._ended:
+                return max(1, self._max_tokens)
+            return max(0, self._credits)
+
+    def set_room_signal(self, signal: Any) -> None:
+        """The scheduler's signal: notified when credit arrives or the stream is cancelled."""
+        self._room_signal = signal
+        if self._cancelled or self._ended:
+            signal.notify()
 
     def set_peak_memory(self, _bytes: int) -> None:
         pass  # the front end's stats do not report the worker's memory
@@ -195,6 +216,7 @@ class WireProducer:
         with self._changed:
             self._ended = True  # also wakes a push waiting for credit (job.cancel)
             self._changed.notify_all()
+        self._wake_scheduler()
         if self._cancelled:
             return
         self._send(
@@ -224,8 +246,7 @@ class WorkerContext:
 
     def close(self) -> None:
         self.stop()
-        with self.model.forward_lock:
-            self.sequence.close()
+        self.model.scheduler.call(self.sequence.close)
 
 
 class Worker:
@@ -259,7 +280,7 @@ class Worker:
             raise ValueError(f"unknown op {op!r}")
 
     def generate(self, message: dict[str, Any]) -> None:
-        from mullama.producer import GenerationJob
+        from mullama.scheduler import GenerationJob
 
         stream_id = int(message["stream"])
         try:
@@ -287,9 +308,8 @@ class Worker:
         )
         self.streams[stream_id] = producer
         job = GenerationJob(
-            self.model.engine,
+            self.model.scheduler,
             context.sequence,
-            self.model.forward_lock,
             ids,
             config,
             producer,  # type: ignore[arg-type]  # the core producer's interface, over the wire

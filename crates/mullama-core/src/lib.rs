@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod gguf;
 pub mod reader;
+pub mod signal;
 pub mod stop;
 pub mod stream;
 pub mod tokenizer;
@@ -21,6 +22,7 @@ pub use error::CoreError;
 pub use event::{FinishReason, StatValue, StreamStats, TokenEvent, STAT_NAMES};
 pub use gguf::{GgufMetadata, GgufValue};
 pub use reader::{Read, StreamReader};
+pub use signal::RoomSignal;
 pub use stop::StopScanner;
 pub use stream::{
     push_ids_in_order, text_stream, token_stream, Batch, NextWithin, PushOutcome, TextProducer,

@@ -7,7 +7,9 @@
 //!
 //! Locking: the producer's own work (detokenizing, stop scanning) happens under the
 //! producer's private lock; the shared channel lock is only held to move events and change
-//! the stream's state. Wakers are always called after the channel lock is released.
+//! the stream's state. Wakers are always called after the channel lock is released; an
+//! attached `RoomSignal` is notified under it (the signal's own mutex is never held while a
+//! channel lock is taken).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -18,6 +20,7 @@ use crate::config::StreamConfig;
 use crate::detokenizer::{IncrementalDecoder, TokenPieces};
 use crate::error::{CoreError, Result};
 use crate::event::{FinishReason, StreamStats, TokenEvent};
+use crate::signal::RoomSignal;
 use crate::stop::StopScanner;
 
 mod text;
@@ -192,6 +195,9 @@ struct Channel {
     end_error: Option<CoreError>,
     waker: Option<Waker>,
     waker_armed: bool,
+    /// Notified when a read frees room in a full buffer and when the stream ends, so a loop
+    /// feeding many streams can leave full ones out and sleep until one can take a push.
+    room_signal: Option<Arc<RoomSignal>>,
     /// Events a batch read moved to the consumer that it has not handed out yet (counted
     /// until its next read): they still occupy the buffer, so a slow consumer never has more
     /// than `capacity` events waiting, however it reads.
@@ -321,7 +327,14 @@ impl Shared {
         if channel.end_waiters > 0 {
             self.ended_signal.notify_all();
         }
+        if let Some(signal) = &channel.room_signal {
+            signal.notify();
+        }
         channel.take_waker_if_armed()
+    }
+
+    fn is_full(&self, channel: &Channel) -> bool {
+        channel.events.len() + channel.consumer_held >= self.capacity
     }
 
     /// Ends the stream as timed out if its deadline has passed and it has not ended.
@@ -565,10 +578,14 @@ impl TokenProducer {
     }
 
     /// How many pushes would find room now without waiting (the whole buffer once the stream
-    /// ended: pushes then return at once). A producer that must never block (one sharing a
-    /// thread with its consumer, like Node's worker client) sends its source at most this many
-    /// tokens ahead; only the consumer frees room, so the number only grows until it pushes.
+    /// ended or its deadline passed: pushes then return at once with the stop). A producer
+    /// that must never block (one loop feeding many streams, or one sharing a thread with its
+    /// consumer, like Node's worker client) pushes at most this many tokens; only the consumer
+    /// frees room, so with one pushing thread the number only grows until that thread pushes.
     pub fn room(&self) -> usize {
+        if self.shared.stop_reason(Instant::now()).is_some() {
+            return self.shared.capacity;
+        }
         let channel = lock(&self.shared.channel);
         if channel.end.is_some() {
             return self.shared.capacity;
@@ -580,6 +597,17 @@ impl TokenProducer {
     /// Some(reason) once the producer should stop (consumer gone, deadline, ...). Non-blocking.
     pub fn stop_reason(&self) -> Option<FinishReason> {
         self.shared.stop_reason(Instant::now())
+    }
+
+    /// Attaches `signal`: it is notified whenever the consumer frees room in a full buffer and
+    /// when the stream ends. Replaces a signal attached before. If the stream already ended,
+    /// the signal is notified at once, so a loop that attaches late still hears of it.
+    pub fn set_room_signal(&self, signal: Arc<RoomSignal>) {
+        let mut channel = lock(&self.shared.channel);
+        if channel.end.is_some() {
+            signal.notify();
+        }
+        channel.room_signal = Some(signal);
     }
 
     /// Sleeps up to `d`, waking early if the stream ends; returns stop_reason().
@@ -776,6 +804,7 @@ impl TokenConsumer {
     ) -> Result<Received<T>> {
         let shared = &*self.shared;
         let mut channel = lock(&shared.channel);
+        let mut was_full = shared.is_full(&channel);
         // A read means the previous batch was handed out: its room is free again.
         if std::mem::take(&mut channel.consumer_held) > 0 && channel.writers_waiting > 0 {
             shared.writable.notify_one();
@@ -787,7 +816,19 @@ impl TokenConsumer {
                 if channel.writers_waiting > 0 {
                     shared.writable.notify_one();
                 }
+                if was_full && !shared.is_full(&channel) {
+                    if let Some(signal) = &channel.room_signal {
+                        signal.notify();
+                    }
+                }
                 return Ok(Received::Ready(taken));
+            }
+            if was_full && !shared.is_full(&channel) {
+                // Only the held batch was released (the buffer is empty now): room all the same.
+                if let Some(signal) = &channel.room_signal {
+                    signal.notify();
+                }
+                was_full = false;
             }
             let now = Instant::now();
             let waker = shared.expire_locked(&mut channel, now);

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod config;
 mod errors;
 mod gguf;
+mod signal;
 mod stream;
 mod token;
 mod tokenizer;
@@ -16,6 +17,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     gguf::register(m)?;
+    signal::register(m)?;
     stream::register(m)?;
     tokenizer::register(m)?;
     Ok(())

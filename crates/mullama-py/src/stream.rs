@@ -23,6 +23,7 @@ use pyo3::types::{PyDict, PyInt};
 
 use crate::config::PyStreamConfig;
 use crate::errors::{consumer_error, to_py_err};
+use crate::signal::PyRoomSignal;
 use crate::token::PyToken;
 use crate::vocab::{type_name, vocab_pieces, PyPieceTable};
 
@@ -74,7 +75,7 @@ fn parse_finish_reason(reason: &str) -> PyResult<FinishReason> {
     }
 }
 
-fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+pub(crate) fn seconds(value: f64, what: &str) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
         PyValueError::new_err(format!(
             "{what} must be a finite number of seconds >= 0, not {value}"
@@ -162,6 +163,17 @@ impl PyTokenProducer {
     #[getter]
     fn stop_reason(&self) -> Option<&'static str> {
         self.inner.stop_reason().map(FinishReason::as_str)
+    }
+
+    /// How many pushes return without waiting now (the whole buffer once the stream ended).
+    fn room(&self) -> usize {
+        self.inner.room()
+    }
+
+    /// Attaches `signal`: notified when the consumer frees room in the full buffer and when
+    /// the stream ends.
+    fn set_room_signal(&self, signal: PyRef<'_, PyRoomSignal>) {
+        self.inner.set_room_signal(Arc::clone(&signal.inner));
     }
 
     /// Sleeps up to `seconds` (without the GIL), waking early when the stream ends. Returns

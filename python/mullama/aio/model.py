@@ -1,7 +1,7 @@
 """`AsyncModel` and `AsyncContext`: generation for asyncio and trio applications.
 
 Loading runs in a worker thread. Starting a generation (tokenize, open the stream, start the
-producer) is cheap and runs on the event loop; the forward pass runs in the producer thread,
+producer) is cheap and runs on the event loop; the forward pass runs in the model's scheduler,
 and tokens reach the loop through `AsyncTokenStream`.
 """
 
@@ -61,8 +61,8 @@ class AsyncModel(_WholeReplies):
     """A loaded model for async code: `model = await AsyncModel.load(path)`.
 
     Every `generate_stream` / `generate` call runs on a fresh `Context` (no KV reuse between
-    calls), so concurrent calls never interfere; their forward passes take turns on the
-    model. Use `AsyncContext` for a conversation that reuses its KV cache.
+    calls), so concurrent calls never interfere; they share the model's batch. Use
+    `AsyncContext` for a conversation that reuses its KV cache.
     """
 
     def __init__(self, model: Model) -> None:
@@ -156,7 +156,7 @@ class AsyncContext(_WholeReplies):
             return _wrap(ctx.open_stream(request), request)
 
         async def open_when_idle() -> Any:
-            # Ending the previous generation joins its producer thread, which may be in the
+            # Ending the previous generation waits for it to leave the batch, which may be in the
             # middle of a forward pass: wait for that off the event loop.
             await anyio.to_thread.run_sync(ctx.stop)
             return ctx.open_stream(request)

@@ -23,7 +23,12 @@ def load_model(args: argparse.Namespace) -> tuple[str, Any]:
     if n_ctx is not None and n_ctx < 1:
         raise UsageError("--ctx-size must be at least 1")
     with loading_line(resolved.name, verbose=verbose):
-        model = Model.load(resolved.path, engine=getattr(args, "engine", None), n_ctx=n_ctx)
+        model = Model.load(
+            resolved.path,
+            engine=getattr(args, "engine", None),
+            n_ctx=n_ctx,
+            parallel=getattr(args, "parallel", None),
+        )
     if verbose:
         status(f"engine: {model.engine.describe()}")
     return resolved.name, model

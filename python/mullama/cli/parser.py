@@ -193,12 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="require 'Authorization: Bearer KEY' (or set MULLAMA_API_KEY)",
     )
     serve.add_argument(
+        "--parallel",
         "--max-concurrent",
+        dest="parallel",
         type=int,
         default=serve_defaults.DEFAULT_MAX_CONCURRENT,
         metavar="N",
-        help="generations running at once; more requests wait "
+        help="generations decoded together in one batch; more requests queue "
         f"(default {serve_defaults.DEFAULT_MAX_CONCURRENT})",
+    )
+    serve.add_argument(
+        "--max-queue",
+        type=int,
+        default=serve_defaults.DEFAULT_MAX_QUEUE,
+        metavar="M",
+        help="requests that may wait for a place in the batch; beyond it they get 503 with "
+        f"Retry-After (default {serve_defaults.DEFAULT_MAX_QUEUE})",
     )
     serve.add_argument(
         "--max-tokens",

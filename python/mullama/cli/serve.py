@@ -15,9 +15,11 @@ def serve(args: argparse.Namespace) -> int:
     from mullama.server import ServedModel, create_app
     from mullama.server.runner import bind_socket, run_server
 
-    for flag in ("max_concurrent", "max_tokens", "max_body_bytes"):
+    for flag in ("parallel", "max_tokens", "max_body_bytes"):
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.max_queue < 0:
+        raise UsageError("--max-queue must be >= 0")
     if args.timeout < 0:
         raise UsageError("--timeout must be >= 0")
     if args.ctx_size is not None and args.ctx_size < 1:
@@ -33,7 +35,8 @@ def serve(args: argparse.Namespace) -> int:
         model,
         name,
         n_ctx=args.ctx_size,
-        max_concurrent=args.max_concurrent,
+        max_concurrent=args.parallel,
+        max_queue=args.max_queue,
         default_max_tokens=args.max_tokens,
         timeout_ms=args.timeout,
     )

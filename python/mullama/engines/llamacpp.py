@@ -688,7 +688,10 @@ class LlamaCppEngine(Engine):
 
     def __del__(self) -> None:
         # A forgotten engine still frees its C memory; a half-built one may lack attributes.
-        if getattr(self, "_lock", None) is not None:
+        # At interpreter exit the OS takes the memory back: freeing the context and weights
+        # there (the final garbage collection reaches the Model through its scheduler's
+        # reference cycles) delayed the exit after Ctrl+C by half a second.
+        if getattr(self, "_lock", None) is not None and not sys.is_finalizing():
             self.close()
 
 

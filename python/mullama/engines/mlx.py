@@ -26,6 +26,9 @@ from mullama.engines.base import (
 )
 from mullama.engines.choice import mlx_gpu
 
+DEFAULT_MAX_SEQUENCES = 4
+"""Sequences one step advances (as the llama.cpp engine's default)."""
+
 # Like mlx-lm's: generation work goes to its own stream, one per calling thread.
 _generation_stream = mx.new_thread_local_stream(mx.default_device())
 
@@ -43,6 +46,7 @@ class MlxSequence(EngineSequence):
         self._fed: list[MlxStepHandle] = []
         self._last: MlxStepHandle | None = None
         self._settings = SamplerSettings()
+        self._draws = 0
         self._sampler: Any = None
         self._processors: list[Any] = []
         # The last tokens fed (lazy where a step's sampled token is fed unread): the window
@@ -98,10 +102,7 @@ class MlxSequence(EngineSequence):
         )
         self._window = mx.array(list(history)[-settings.repetition_context :], dtype=mx.int32)
         self._last = None
-        if settings.seed is not None:
-            # MLX's random state is per thread and a producer thread runs one sequence at a
-            # time, so seeding here makes this stream reproducible whatever others do.
-            mx.random.seed(settings.seed)
+        self._draws = 0
 
     # -- used by the engine ----------------------------------------------------------------
     def _prefill(self, fed: list[int]) -> None:
@@ -137,6 +138,13 @@ class MlxSequence(EngineSequence):
         logits = self._engine.model(inputs[None], cache=self._cache)[:, -1, :]
         for processor in self._processors:
             logits = processor(self._window, logits)
+        seed = self._settings.seed
+        if seed is not None:
+            # MLX's random state is one per thread, shared by every sequence a scheduler steps:
+            # each draw of a seeded sequence starts from its own (seed, draw number), so its
+            # text is the same alone or in a batch.
+            mx.random.seed(((seed & 0xFFFFFFFF) << 32) | (self._draws & 0xFFFFFFFF))
+            self._draws += 1
         logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
         token = self._sampler(logprobs) if self._sampler is not None else mx.argmax(logprobs, -1)
         # Part of the step's graph: reading it later must not queue work behind the next
@@ -198,9 +206,14 @@ class MlxEngine(Engine):
     name = "mlx"
     steps_run_ahead = True
 
-    def __init__(self, loaded: Any, n_ctx: int | None = None) -> None:
+    def __init__(
+        self, loaded: Any, n_ctx: int | None = None, max_sequences: int = DEFAULT_MAX_SEQUENCES
+    ) -> None:
         if n_ctx is not None and (not isinstance(n_ctx, int) or n_ctx < 1):
             raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
+        if not isinstance(max_sequences, int) or max_sequences < 1:
+            raise ValueError(f"max_sequences must be a positive integer, got {max_sequences!r}")
+        self._max_sequences = max_sequences
         self._loaded = loaded
         self.model = loaded.model
         """The mlx-lm model module."""
@@ -218,6 +231,12 @@ class MlxEngine(Engine):
     @property
     def n_vocab(self) -> int:
         return int(self._loaded.n_vocab)
+
+    @property
+    def max_sequences(self) -> int:
+        """How many sequences one step takes; they are computed one after another (each with
+        its own KV cache), not as one batched forward pass."""
+        return self._max_sequences
 
     @property
     def device(self) -> str:

@@ -16,7 +16,8 @@ from starlette.types import Receive
 from mullama import MullamaError
 from mullama.request import generation_request
 from mullama.server import params
-from mullama.server.engine import Generation, ServedModel
+from mullama.server.defaults import RETRY_AFTER_S
+from mullama.server.engine import Generation, ServedModel, ServerBusy
 from mullama.server.errors import APIError, bad_param, from_mullama_error
 from mullama.server.state import ServerState, ShuttingDown
 
@@ -117,6 +118,10 @@ async def start_generation(
         return await served.start(request, n_ctx=n_ctx, default_length=default_length)
     except MullamaError as exc:
         raise from_mullama_error(exc) from exc
+    except ServerBusy as exc:
+        raise APIError(
+            503, str(exc), type="server_error", code="server_busy", retry_after=RETRY_AFTER_S
+        ) from exc
 
 
 # -- the per-request event loop -----------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The served model: a pool of Contexts and async token streams for request handlers.
 
 Each request takes a Context from the pool (the idle one sharing the longest prefix with
-its prompt, so a conversation's next turn reuses its KV cache) and runs its own producer
-thread; the model's FIFO forward lock interleaves the streams fairly. Tokens reach the
+its prompt, so a conversation's next turn reuses its KV cache) and joins the model's batch
+(see `mullama.scheduler`): at most `max_concurrent` generations at once, then up to
+`max_queue` waiting in arrival order, and beyond that `ServerBusy`. Tokens reach the
 event loop through `mullama.aio.AsyncTokenStream` (no thread hop per token), so a cancelled
 request (client gone) closes its stream within one token.
 """
@@ -24,6 +25,7 @@ from mullama.loader.names import same_model
 from mullama.request import GenerationRequest
 from mullama.server.defaults import (
     DEFAULT_MAX_CONCURRENT,
+    DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_TOKENS,
     DEFAULT_TIMEOUT_MS,
 )
@@ -31,7 +33,11 @@ from mullama.server.defaults import (
 if TYPE_CHECKING:
     from mullama.context import Context
     from mullama.model import Model
-    from mullama.producer import GenerationJob
+    from mullama.scheduler import GenerationJob
+
+
+class ServerBusy(Exception):
+    """Every place in the batch and in the queue is taken: try again later."""
 
 
 class Generation:
@@ -117,6 +123,7 @@ class ServedModel:
         *,
         n_ctx: int | None = None,
         max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+        max_queue: int = DEFAULT_MAX_QUEUE,
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
     ) -> None:
@@ -124,6 +131,9 @@ class ServedModel:
         self.name = name
         self.n_ctx = n_ctx or model.n_ctx
         self.max_concurrent = max_concurrent
+        self.max_queue = max_queue
+        self.waiting = 0
+        """Requests waiting for a generation slot (at most max_queue)."""
         self.default_max_tokens = default_max_tokens
         self.timeout_ms = timeout_ms
         self.created = int(Path(model.path).stat().st_mtime) if Path(model.path).exists() else 0
@@ -162,8 +172,19 @@ class ServedModel:
         context, whichever comes first. Raises MullamaError (ConfigError, ContextLengthError,
         ...) before anything is streamed, so handlers can still answer 400. Waits for a free
         slot first (at most max_concurrent generations run at once); cancelling the wait
-        starts nothing."""
-        await self._slots.acquire()
+        starts nothing. Raises ServerBusy, starting nothing, when every slot is taken and
+        max_queue requests already wait (anyio's semaphore serves waiters in arrival order)."""
+        if self._slots.value == 0:
+            if self.waiting >= self.max_queue:
+                raise ServerBusy(
+                    f"the server is busy: {self.max_concurrent} generations run and "
+                    f"{self.waiting} wait (--parallel, --max-queue); try again later"
+                )
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
         try:
             return await anyio.to_thread.run_sync(
                 self._start_blocking,
@@ -202,10 +223,19 @@ class ServedModel:
 
     def _checkout(self, ids: Sequence[int], n_ctx: int) -> Context:
         with self._pool_lock:
-            fitting = [i for i, c in enumerate(self._idle) if c.n_ctx == n_ctx]
-            if fitting:
-                best = max(fitting, key=lambda i: _common_prefix(self._idle[i].cached_tokens, ids))
-                return self._idle.pop(best)
+            fitting = [c for c in self._idle if c.n_ctx == n_ctx]
+        if fitting:
+            # One trip to the scheduler for all of them (a Context's cached tokens are read
+            # between two steps), and not under the pool lock the event loop also takes.
+            shared = self.model.scheduler.call(
+                lambda: [_common_prefix(c.cached_tokens, ids) for c in fitting]
+            )
+            ranked = sorted(zip(shared, range(len(fitting)), strict=True), reverse=True)
+            with self._pool_lock:
+                for _, i in ranked:
+                    if fitting[i] in self._idle:  # another request may have taken it since
+                        self._idle.remove(fitting[i])
+                        return fitting[i]
         from mullama.context import Context  # imports MLX: only once a model is served
 
         return Context(self.model, n_ctx)

@@ -30,8 +30,11 @@ class APIError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
         code: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds for the Retry-After header (503s of a full server)."""
         self.status = status
         self.message = message
         self.type = type
@@ -67,9 +70,14 @@ def from_mullama_error(exc: MullamaError) -> APIError:
     return APIError(500, message, type="server_error", code="internal_error")
 
 
+def headers(err: APIError) -> dict[str, str]:
+    """The HTTP headers an error response carries besides its body."""
+    return {} if err.retry_after is None else {"Retry-After": str(err.retry_after)}
+
+
 def openai_error_response(err: APIError) -> JSONResponse:
-    return JSONResponse(err.openai_body(), status_code=err.status)
+    return JSONResponse(err.openai_body(), status_code=err.status, headers=headers(err))
 
 
 def ollama_error_response(err: APIError) -> JSONResponse:
-    return JSONResponse(err.ollama_body(), status_code=err.status)
+    return JSONResponse(err.ollama_body(), status_code=err.status, headers=headers(err))

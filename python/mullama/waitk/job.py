@@ -1,5 +1,6 @@
 """The wait-k job: reads source words on the schedule, rebuilds the prompt through the
-sequence's reuse_prefix, and writes target words (run on a producer thread)."""
+sequence's reuse_prefix, and writes target words (run on a producer thread, its engine calls
+between the batch's steps)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,18 @@ import collections
 import dataclasses
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from mullama._core import ConfigError, ContextLengthError, StreamConfig, TokenProducer
 from mullama.engines.base import (
-    Engine,
     EngineSequence,
     SamplerSettings,
     StepHandle,
     StepOutput,
     StepRequest,
 )
-from mullama.producer import GenerationJob
+from mullama.scheduler import GenerationJob, Scheduler, ThreadedJob
 from mullama.waitk.metrics import ReadRecord
 from mullama.waitk.request import WaitkSettings
 from mullama.waitk.source import SourceWords
@@ -43,14 +42,13 @@ PromptBuilder = Callable[[str], list[int]]
 """Source text so far -> the prompt's ids before the target (instruction, source, template)."""
 
 
-class WaitkJob(GenerationJob):
+class WaitkJob(ThreadedJob):
     """A wait-k generation on one engine sequence (run on a producer thread)."""
 
     def __init__(
         self,
-        engine: Engine,
+        scheduler: Scheduler,
         sequence: EngineSequence,
-        forward_lock: AbstractContextManager[Any],
         config: StreamConfig,
         producer: TokenProducer,
         end_of_generation_ids: frozenset[int],
@@ -63,9 +61,8 @@ class WaitkJob(GenerationJob):
         on_exit: Callable[[GenerationJob], None] | None = None,
     ) -> None:
         super().__init__(
-            engine,
+            scheduler,
             sequence,
-            forward_lock,
             [],
             config,
             producer,
@@ -102,7 +99,7 @@ class WaitkJob(GenerationJob):
         carried: tuple[StepOutput, str, Any] | None = None  # a sampled token not yet placed
         feed: list[int] | None = None
         # On an engine whose steps run ahead (MLX), one step stays in flight as in
-        # GenerationJob: the next token computes while this one is placed. A read drops it
+        # a solo run: the next token computes while this one is placed. A read drops it
         # (it was sampled without the new source words) and the token it fed is trimmed
         # from the cache by the read's reuse_prefix. A synchronous engine (llama.cpp) steps
         # after the token went out.
@@ -130,18 +127,14 @@ class WaitkJob(GenerationJob):
                 carried = None
             else:
                 if pending is None:
-                    with self.forward_lock:
-                        pending = self._start_step(feed)
+                    pending = self.scheduler.call(self._start_step, feed)
                     feed = None
                     if pending is None:  # the context is full
                         self._end("length", None)
                         return
-                with self.forward_lock:
-                    ahead = self._start_step(None) if run_ahead and not self.should_stop() else None
-                    out = pending.result()[0]
-                    self.tokens_computed += 1
-                    self.producer.set_peak_memory(self.engine.peak_memory())
-                pending = ahead
+                out, pending = self.scheduler.call(self._read_step, pending, run_ahead)
+                self.tokens_computed += 1
+                self.producer.set_peak_memory(self.engine.peak_memory())
                 if out.token in self.end_of_generation_ids:
                     self._end("stop", out.token)
                     return
@@ -165,10 +158,18 @@ class WaitkJob(GenerationJob):
 
     def _start_step(self, feed: list[int] | None) -> StepHandle | None:
         """Queues a step that feeds `feed` (None: the last sampled token) and samples the next
-        token; None when the context is full. The caller holds the forward lock."""
+        token; None when the context is full. Runs on the scheduler's loop (`call`)."""
         if len(self.sequence.cached_ids) >= self.sequence.n_ctx:
             return None
         return self.engine.step([StepRequest(self.sequence, feed, self.top_logprobs)])
+
+    def _read_step(
+        self, pending: StepHandle, run_ahead: bool
+    ) -> tuple[StepOutput, StepHandle | None]:
+        """Queues the step after `pending` when the engine runs ahead, then reads `pending`'s
+        token. Runs on the scheduler's loop (`call`)."""
+        ahead = self._start_step(None) if run_ahead and not self.should_stop() else None
+        return pending.result()[0], ahead
 
     def _read_through(self, n: int) -> list[int] | None:
         """Reads source words up to `n`: rebuilds the prompt, feeds what the cache lacks.
@@ -184,8 +185,7 @@ class WaitkJob(GenerationJob):
             err.max_tokens = self.config.max_tokens  # type: ignore[attr-defined]
             err.n_ctx = self.sequence.n_ctx  # type: ignore[attr-defined]
             raise err
-        with self.forward_lock:
-            todo = self.sequence.reuse_prefix(ids)
+        todo = self.scheduler.call(self.sequence.reuse_prefix, ids)
         if self._read == 0:
             self.first_prompt_tokens = len(ids)
             self.producer.set_prompt_tokens(len(ids))
@@ -200,8 +200,7 @@ class WaitkJob(GenerationJob):
             # configure() restarts a seeded random state: vary it per read so the draws
             # after each read differ, and stay reproducible.
             settings = dataclasses.replace(settings, seed=settings.seed + len(self.reads))
-        with self.forward_lock:
-            self.sequence.configure(settings, ids[:-1])
+        self.scheduler.call(self.sequence.configure, settings, ids[:-1])
         self._read = n
         return todo[-1:]
 

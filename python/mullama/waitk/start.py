@@ -7,7 +7,7 @@ from typing import Any
 
 from mullama._core import TokenStream, open_stream
 from mullama.engines.base import EngineSequence
-from mullama.producer import GenerationJob
+from mullama.scheduler import GenerationJob
 from mullama.waitk.events import WaitkEvents
 from mullama.waitk.job import PromptBuilder, WaitkJob
 from mullama.waitk.request import WaitkRequest
@@ -45,9 +45,8 @@ def open_waitk(
 
     def build(sequence: EngineSequence, on_exit: Callable[[GenerationJob], None]) -> WaitkJob:
         return WaitkJob(
-            model.engine,
+            model.scheduler,
             sequence,
-            model.forward_lock,
             config,
             producer,
             model.end_of_generation_ids,
