@@ -1,18 +1,18 @@
 """Concurrent streaming clients against `mullama serve` (and llama-cpp-python's server on the
 same GGUF, when it is installed): aggregate tokens/s, p50/p99 time to first token and p50/p99
-gap between tokens, as a table; beside it the raw batched-decode ceiling of the llama.cpp
-engine (the same `engine.step` the scheduler makes, no streams, no HTTP) at batch 1, 2, 4, 8,
-and the ratio of each client count's aggregate to the ceiling at its batch size.
+gap between tokens, as a table; beside it the raw batched-decode ceiling of each engine
+(the same `engine.step` the scheduler makes, no streams, no HTTP) at batch 1, 2, 4, 8, 16,
+and the ratios issue 12 sets targets for (to the ceiling, to one client, to the peer).
 
-    python benchmarks/bench_server.py [--clients 1,4,8] [--max-tokens 64] [--engine llama.cpp]
-                                      [--ceiling-batches 1,2,4,8] [--no-peers]
+    python benchmarks/bench_server.py [--clients 1,4,8,16] [--max-tokens 64]
+        [--engines llama.cpp,mlx] [--ceiling-batches 1,2,4,8,16] [--no-peers]
+        [--peer-python /path/to/venv/bin/python]   # one with llama-cpp-python[server]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import socket
 import subprocess
@@ -163,35 +163,32 @@ def default_gguf() -> Path:
         raise SystemExit(str(exc)) from None
 
 
-def decode_ceiling(gguf: Path, batches: list[int], n_tokens: int) -> dict[int, float]:
+def decode_ceiling(gguf: Path, engine: str, batches: list[int], n_tokens: int) -> dict[int, float]:
     """Aggregate decode tok/s of `engine.step` over `batch` sequences (greedy, one chat prompt
     each, prefilled first), per batch size: what the scheduler could reach at best."""
-    from mullama._core import Tokenizer
+    from mullama import Model
     from mullama.engines.base import SamplerSettings, StepRequest
-    from mullama.engines.llamacpp import LlamaCppEngine
 
-    tokenizer = Tokenizer.from_gguf(str(gguf))
-    prompt = tokenizer.encode(
-        f"<|im_start|>user\n{PROMPTS[0]}<|im_end|>\n<|im_start|>assistant\n", True
-    )
-    engine = LlamaCppEngine(gguf, n_ctx=1024, max_sequences=max(batches))
+    model = Model.load(gguf, engine=engine, n_ctx=1024, parallel=max(batches))
+    runner = model.engine
+    prompt = model.chat_ids([{"role": "user", "content": PROMPTS[0]}])
     greedy = SamplerSettings(temperature=0.0)
     rates = {}
     try:
         for batch in batches:
-            seqs = [engine.new_sequence(1024) for _ in range(batch)]
+            seqs = [runner.new_sequence(1024) for _ in range(batch)]
             for seq in seqs:
-                engine.prefill(seq, prompt[:-1])
+                runner.prefill(seq, prompt[:-1])
                 seq.configure(greedy, prompt[:-1])
-            engine.step([StepRequest(seq, prompt[-1:]) for seq in seqs]).result()
+            runner.step([StepRequest(seq, prompt[-1:]) for seq in seqs]).result()
             started = time.perf_counter()
             for _ in range(n_tokens - 1):
-                engine.step([StepRequest(seq) for seq in seqs]).result()
+                runner.step([StepRequest(seq) for seq in seqs]).result()
             rates[batch] = batch * (n_tokens - 1) / (time.perf_counter() - started)
             for seq in seqs:
                 seq.close()
     finally:
-        engine.close()
+        model.close()
     return rates
 
 
@@ -201,60 +198,49 @@ def int_list(text: str) -> list[int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int_list, default=[1, 4, 8])
+    parser.add_argument("--clients", type=int_list, default=[1, 4, 8, 16])
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--engine", default="llama.cpp")
-    parser.add_argument("--ceiling-batches", type=int_list, default=[1, 2, 4, 8])
+    parser.add_argument(
+        "--engines", default="llama.cpp", help="comma-separated: llama.cpp, mlx (MLX-CPU is slow)"
+    )
+    parser.add_argument("--ceiling-batches", type=int_list, default=[1, 2, 4, 8, 16])
     parser.add_argument("--no-peers", action="store_true", help="skip llama-cpp-python's server")
+    parser.add_argument(
+        "--peer-python",
+        default=sys.executable,
+        help="the Python whose llama_cpp.server runs as the peer (it needs the [server] extra)",
+    )
     args = parser.parse_args()
     levels = args.clients
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     gguf = default_gguf()
-    ceiling = decode_ceiling(gguf, args.ceiling_batches, args.max_tokens)
+    with open("/proc/loadavg") as f:
+        load_before = f.read().split()[0]
 
+    ceilings = {e: decode_ceiling(gguf, e, args.ceiling_batches, args.max_tokens) for e in engines}
     rows = []
-    port = free_port()
-    mullama = [
-        sys.executable,
-        "-m",
-        "mullama.cli",
-        "serve",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--engine",
-        args.engine,
-        "--parallel",
-        str(max(8, *levels)),
-    ]
-    name = f"mullama serve ({args.engine})"
-    rows += run_server(name, mullama, port, "smollm2", levels, args.max_tokens)
-    if args.no_peers:
-        pass
-    elif importlib.util.find_spec("llama_cpp") is not None:
+    for engine in engines:
         port = free_port()
-        llama = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--port",
-            str(port),
-            "--n_ctx",
-            "4096",
-        ]
+        mullama = [sys.executable, "-m", "mullama", "serve", "--port", str(port)]
+        mullama += ["--log-level", "warning", "--engine", engine]
+        mullama += ["--parallel", str(max(8, *levels))]
+        name = f"mullama serve ({engine})"
+        rows += run_server(name, mullama, port, "smollm2", levels, args.max_tokens)
+    if not args.no_peers:
+        port = free_port()
+        llama = [args.peer_python, "-m", "llama_cpp.server", "--model", str(gguf)]
+        llama += ["--port", str(port), "--n_ctx", "4096"]
         try:
             rows += run_server("llama-cpp-python", llama, port, str(gguf), levels, args.max_tokens)
         except (RuntimeError, TimeoutError) as exc:
-            # e.g. installed without its [server] extra (fastapi, sse-starlette, ...)
+            # e.g. not installed, or without its [server] extra (fastapi, sse-starlette, ...)
             print(f"(llama-cpp-python's server did not run: {exc})\n")
-    else:
-        print("(llama-cpp-python is not installed: its server is not measured)\n")
+    with open("/proc/loadavg") as f:
+        load_after = f.read().split()[0]
 
     print(
-        f"{args.max_tokens} tokens per reply, SmolLM2-135M-Instruct Q4_1, "
-        "streaming chat completions\n"
+        f"{args.max_tokens} tokens per reply, SmolLM2-135M-Instruct Q4_1, streaming chat "
+        f"completions; load average {load_before} before, {load_after} after\n"
     )
     print(
         "| server | clients | served | tokens | wall s | aggregate tok/s | TTFT p50 ms "
@@ -267,22 +253,37 @@ def main() -> None:
             f"| {r['tok_s']:.1f} | {r['ttft_p50'] * 1e3:.0f} | {r['ttft_p99'] * 1e3:.0f} "
             f"| {r['gap_p50'] * 1e3:.1f} | {r['gap_p99'] * 1e3:.1f} |"
         )
-    print("\nraw batched decode (LlamaCppEngine.step, greedy, no streams, no HTTP)\n")
-    print("| batch | aggregate tok/s | vs batch 1 |")
-    print("|---|---|---|")
-    for batch, rate in ceiling.items():
-        print(f"| {batch} | {rate:.1f} | {rate / ceiling[min(ceiling)]:.2f}x |")
-    print("\nmullama's aggregate against the ceiling at the same batch size\n")
-    print("| server | clients | aggregate / ceiling | aggregate / 1 client |")
-    print("|---|---|---|---|")
-    solo = {n: r["tok_s"] for n, r in rows if r["clients"] == 1}
+    for engine, ceiling in ceilings.items():
+        print(f"\nraw batched decode ({engine} engine.step, greedy, no streams, no HTTP)\n")
+        print("| batch | aggregate tok/s | vs batch 1 |")
+        print("|---|---|---|")
+        for batch, rate in ceiling.items():
+            print(f"| {batch} | {rate:.1f} | {rate / ceiling[min(ceiling)]:.2f}x |")
+    print("\nratios in this run (targets of issue 12 in brackets)\n")
+    print(
+        "| server | clients | aggregate / ceiling [>= 0.85] | aggregate / 1 client "
+        "| aggregate / llama-cpp-python [>= 2] | TTFT p99 / 1 client [<= 3] "
+        "| gap p99 / 1 client [<= 3] |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    by = {(n, r["clients"]): r for n, r in rows}
     for name, r in rows:
-        if not name.startswith("mullama") or r["clients"] not in ceiling:
+        if not name.startswith("mullama"):
             continue
-        vs_solo = r["tok_s"] / solo[name] if name in solo else float("nan")
+        engine = name[name.index("(") + 1 : -1]
+        ceiling = ceilings[engine]
+        solo = by.get((name, 1))
+        peer = by.get(("llama-cpp-python", r["clients"]))
+
+        def ratio(a: float, b: float | None) -> str:
+            return "-" if not b else f"{a / b:.2f}"
+
         print(
-            f"| {name} | {r['clients']} | {r['tok_s'] / ceiling[r['clients']]:.2f} "
-            f"| {vs_solo:.2f}x |"
+            f"| {name} | {r['clients']} | {ratio(r['tok_s'], ceiling.get(r['clients']))} "
+            f"| {ratio(r['tok_s'], solo and solo['tok_s'])} "
+            f"| {ratio(r['tok_s'], peer and peer['tok_s'])} "
+            f"| {ratio(r['ttft_p99'], solo and solo['ttft_p50'])} "
+            f"| {ratio(r['gap_p99'], solo and solo['gap_p99'])} |"
         )
 
 

@@ -7,6 +7,18 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$repo/scripts/bootstrap.sh" --test
 cd "$repo"
 
+# System packages the tests drive: nginx (the scale-out recipe in docs/scale-out.md).
+apt_packages=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_packages+=(nginx-light)
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+    echo "== apt-get install ${apt_packages[*]}"
+    as_root=()
+    [ "$(id -u)" = 0 ] || as_root=(sudo)
+    "${as_root[@]}" apt-get update -q
+    DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q --no-install-recommends \
+        "${apt_packages[@]}"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

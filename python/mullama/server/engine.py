@@ -105,6 +105,13 @@ class Generation:
     def tokens_generated(self) -> int:
         return self._stream.tokens_generated
 
+    @property
+    def cached_prompt_tokens(self) -> int:
+        """Prompt tokens whose KV was reused from the Context's cache (not computed again)."""
+        if self.job is None:
+            return 0
+        return max(0, len(self.prompt_ids) - self.job.prefill_tokens)
+
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
             await self._stream.aclose()
@@ -157,12 +164,27 @@ class ServedModel:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Holds one of the max_concurrent generation slots (waits for a free one), for
-        generations that run outside `start` (the wait-k WebSocket)."""
-        await self._slots.acquire()
+        generations that run outside `start` (the wait-k WebSocket). Raises ServerBusy as
+        `start` does."""
+        await self._take_slot()
         try:
             yield
         finally:
             self._slots.release()
+
+    async def _take_slot(self) -> None:
+        """Waits for a generation slot (anyio's semaphore serves waiters in arrival order);
+        ServerBusy at once when every slot is taken and max_queue requests already wait."""
+        if self._slots.value == 0 and self.waiting >= self.max_queue:
+            raise ServerBusy(
+                f"the server is busy: {self.max_concurrent} generations run and "
+                f"{self.waiting} wait (--parallel, --max-queue); try again later"
+            )
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
 
     async def start(
         self, request: GenerationRequest, *, n_ctx: int | None = None, default_length: bool = False
@@ -173,18 +195,8 @@ class ServedModel:
         ...) before anything is streamed, so handlers can still answer 400. Waits for a free
         slot first (at most max_concurrent generations run at once); cancelling the wait
         starts nothing. Raises ServerBusy, starting nothing, when every slot is taken and
-        max_queue requests already wait (anyio's semaphore serves waiters in arrival order)."""
-        if self._slots.value == 0:
-            if self.waiting >= self.max_queue:
-                raise ServerBusy(
-                    f"the server is busy: {self.max_concurrent} generations run and "
-                    f"{self.waiting} wait (--parallel, --max-queue); try again later"
-                )
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
+        max_queue requests already wait."""
+        await self._take_slot()
         try:
             return await anyio.to_thread.run_sync(
                 self._start_blocking,

@@ -147,12 +147,14 @@ class CompletionLogprobs:
         return merged
 
 
-def usage(generation: Generation, completion_tokens: int) -> dict[str, int]:
+def usage(generation: Generation, completion_tokens: int) -> dict[str, Any]:
     prompt_tokens = len(generation.prompt_ids)
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        # OpenAI's field for prompt caching: here, the KV reused from an earlier turn.
+        "prompt_tokens_details": {"cached_tokens": generation.cached_prompt_tokens},
     }
 
 

@@ -151,7 +151,7 @@ class _WaitkSession:
                             )
 
             tg.start_soon(read_client)
-            async with served.slot():  # counts against --max-concurrent like any generation
+            async with served.slot():  # counts against --parallel like any generation
                 await self._stream_words(stream, lambda: cancelled)
             tg.cancel_scope.cancel()
 
