@@ -222,3 +222,17 @@ def test_model_close_fails_running_streams(tiny_gguf, engine_name):
     with pytest.raises(GenerationError):
         list(stream)
     assert ctx.wait_idle(WAIT_S)
+
+
+def test_a_closed_context_frees_its_sequence_and_refuses_to_generate(tiny8):
+    with Context(tiny8) as first:
+        assert first.generate("1, 2, 3, 4,", GREEDY).tokens
+    with pytest.raises(GenerationError, match="closed"):
+        first.generate("1, 2, 3, 4,", GREEDY)
+    first.close()  # a second close is harmless
+    # More Contexts than the engine keeps resident, each closed: none is left holding KV, and
+    # a fresh Context still gets the solo text.
+    for _ in range(3 * tiny8.engine.max_sequences):
+        with Context(tiny8) as ctx:
+            ctx.generate("x y z", StreamConfig(max_tokens=2, temperature=0.0, timeout_ms=0))
+    assert Context(tiny8).generate(PROMPTS[1], GREEDY).tokens == solo_tokens(tiny8, PROMPTS[1])

@@ -7,7 +7,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mullama._core import ConfigError, ContextLengthError, StreamConfig, TokenStream, open_stream
+from mullama._core import (
+    ConfigError,
+    ContextLengthError,
+    GenerationError,
+    StreamConfig,
+    TokenStream,
+    open_stream,
+)
 from mullama.chat import Message
 from mullama.engines.base import EngineSequence
 from mullama.model import Model
@@ -100,6 +107,7 @@ class Context:
         self._job: GenerationJob | None = None
         self._last_job: GenerationJob | None = None
         self._job_lock = threading.Lock()
+        self._closed = False
 
     @property
     def cached_tokens(self) -> list[int]:
@@ -147,6 +155,23 @@ class Context:
         """Forgets the cached conversation."""
         self.stop()
         self.model.scheduler.call(self._sequence.invalidate)
+
+    def close(self) -> None:
+        """Ends the running generation and frees this Context's KV cache now (on llama.cpp its
+        cells and its sequence slot) instead of when the Context is collected. Generating on
+        it afterwards is a GenerationError. Also `with Context(model) as ctx: ...`."""
+        self.stop()
+        with self._job_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.model.scheduler.call(self._sequence.close)
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- generation ------------------------------------------------------------------------------
     @takes_request
@@ -204,6 +229,8 @@ class Context:
         """Ends the running generation, then starts the job `build(sequence, on_exit)` makes
         on this Context's sequence (`on_exit` tells the Context when it is done)."""
         self.stop()
+        if self._closed:
+            raise GenerationError("this Context is closed: make a new Context to generate")
         job = build(self._sequence, self._job_exited)
         with self._job_lock:
             self._job = self._last_job = job

@@ -88,6 +88,10 @@ class MlxSequence(EngineSequence):
         self._fed = []
         self._last = None
 
+    def close(self) -> None:
+        # An empty cache in place of the filled one: its arrays go with their last reference.
+        self.invalidate()
+
     def configure(self, settings: SamplerSettings, history: Sequence[int]) -> None:
         self._settings = settings
         self._sampler = make_sampler(
