@@ -147,13 +147,19 @@ class CompletionLogprobs:
         return merged
 
 
-def usage(generation: Generation, completion_tokens: int) -> dict[str, int]:
+def usage(generation: Generation, completion_tokens: int) -> dict[str, Any]:
     prompt_tokens = len(generation.prompt_ids)
-    return {
+    body: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if generation.job is not None:
+        # OpenAI's field for prompt tokens read from the cache, not run through the model: the
+        # Context a conversation's next turn lands on already holds its earlier turns.
+        cached = prompt_tokens - generation.job.prefill_tokens
+        body["prompt_tokens_details"] = {"cached_tokens": cached}
+    return body
 
 
 # -- handlers -------------------------------------------------------------------------------------
