@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
 # Sets everything up, then runs every check and test: Rust (fmt, clippy, tests), Python (ruff,
-# pytest), Node (the napi addon in release mode, tsc on the typed example, node --test).
+# pytest, the chat page in headless chromium), Node (the napi addon in release mode, tsc on the
+# typed example, node --test).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
 source "$repo/scripts/bootstrap.sh" --test
 cd "$repo"
+
+# The browser tests (tests/test_browser_chat_page.py): Debian's chromium, driven by
+# playwright-core from tests/browser/ (its lockfile; no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "== apt-get install chromium"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    else
+        echo "note: no /usr/bin/chromium and no apt-get: the browser tests will skip" >&2
+    fi
+fi
+# npm ci only when node_modules does not hold exactly what the lockfile names.
+if ! (cd tests/browser && node -e '
+    const fs = require("fs");
+    const { packages } = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
+    for (const [path, { version }] of Object.entries(packages)) {
+        if (path && JSON.parse(fs.readFileSync(path + "/package.json", "utf8")).version !== version)
+            process.exit(1);
+    }' 2>/dev/null); then
+    echo "== npm ci (tests/browser)"
+    (cd tests/browser && npm ci --no-audit --no-fund)
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
