@@ -90,3 +90,16 @@ def test_with_the_default_model_run_streams_a_reply(fresh_venv: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+
+
+def test_the_wheel_ships_the_chat_page(fresh_venv: Path) -> None:
+    """The page's HTML, scripts and style are package data: in the wheel, read from it."""
+    code = (
+        "from mullama.server import page\n"
+        "for name in page.MEDIA_TYPES:\n"
+        "    assert page.read_asset(name).strip(), name\n"
+        "print(sorted(page.MEDIA_TYPES))"
+    )
+    done = _run([str(fresh_venv / "bin" / "python"), "-c", code], 300, cwd=fresh_venv)
+    assert done.returncode == 0, done.stderr
+    assert "index.html" in done.stdout

@@ -182,6 +182,23 @@ def test_tiny_model_predictions_are_peaked(tiny_gguf: Path):
     assert np.median(probs.max(-1)) > 0.3
 
 
+def test_a_tiny_model_that_never_ends_scores_its_end_tokens_below_the_top(tmp_path: Path):
+    """TinyConfig(ends=False): the end-of-text tokens' logits are 0 everywhere, never the top
+    one, so greedy replies run to max_tokens; the other weights are the default model's."""
+    from mullama.testing.tiny_models import CONTROL_TOKENS, write_tiny_gguf
+
+    endless = load_gguf(write_tiny_gguf(tmp_path / "endless.gguf", TinyConfig(ends=False)))
+    logits = endless.forward(IDS)
+    ends = [CONTROL_TOKENS.index("<|endoftext|>"), EOS_ID]
+    np.testing.assert_array_equal(logits[:, ends], 0.0)
+    assert (logits.max(-1) > 0).all()
+    default = load_gguf(write_tiny_gguf(tmp_path / "default.gguf", TinyConfig())).forward(IDS)
+    others = [i for i in range(logits.shape[-1]) if i not in ends]
+    np.testing.assert_allclose(logits[:, others], default[:, others], atol=1e-5)
+    with pytest.raises(ValueError, match="untied"):
+        write_tiny_gguf(tmp_path / "tied.gguf", TinyConfig(ends=False, tied=True))
+
+
 @pytest.mark.parametrize("architecture", ["qwen2", "qwen3"])
 def test_qwen_ggufs_match_their_safetensors_folders(tmp_path: Path, architecture: str):
     """Qwen GGUFs keep the Hugging Face Q/K layout (no permutation, half-split RoPE);

@@ -278,6 +278,33 @@ def test_bad_parameters_are_400_naming_the_field(server, params, field):
     assert field in error["message"]
 
 
+def test_usage_counts_the_prompt_tokens_read_from_the_cache(server_factory):
+    """A conversation's next turn lands on the Context holding its first: usage says how much
+    of its prompt came from the cache (OpenAI's prompt_tokens_details.cached_tokens)."""
+    running = server_factory()  # a fresh pool: the first turn finds nothing cached
+    sdk = openai.OpenAI(base_url=running.url + "/v1", api_key="unused", max_retries=0)
+    first = sdk.chat.completions.create(model=MODEL_NAME, messages=MESSAGES, **GREEDY)
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    turns = [
+        *MESSAGES,
+        {"role": "assistant", "content": first.choices[0].message.content},
+        {"role": "user", "content": "And three more?"},
+    ]
+    chunks = list(
+        sdk.chat.completions.create(
+            model=MODEL_NAME,
+            messages=turns,
+            stream=True,
+            stream_options={"include_usage": True},
+            **GREEDY,
+        )
+    )
+    second = chunks[-1].usage
+    # At least the first prompt, less one token where the reply's text may tokenize differently.
+    cached = second.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens - 1 <= cached < second.prompt_tokens
+
+
 def test_prompt_over_the_context_is_400(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=MODEL_NAME, messages=MESSAGES, max_tokens=10**7)

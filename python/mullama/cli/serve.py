@@ -48,7 +48,7 @@ def serve(args: argparse.Namespace) -> int:
             "this machine can use the model"
         )
     status(
-        f"serving {name} on http://{host}:{port} (OpenAI: /v1, Ollama: /api, "
+        f"serving {name} on http://{host}:{port} (chat page: /, OpenAI: /v1, Ollama: /api, "
         f"WebSocket: /v1/ws) with {model.engine.describe()}; Ctrl+C to stop"
     )
     run_server(app, sock=sock, log_level=args.log_level)

@@ -5,19 +5,15 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from mullama.server import ollama, openai, waitk_ws, websocket
+from mullama.server import ollama, openai, page, waitk_ws, websocket
 from mullama.server.auth import APIKeyMiddleware
 from mullama.server.defaults import DEFAULT_MAX_BODY_BYTES
 from mullama.server.engine import ServedModel
 from mullama.server.errors import APIError, ollama_error_response, openai_error_response
 from mullama.server.state import ServerState
-
-
-async def root(request: Request) -> Response:
-    return PlainTextResponse("mullama is running")
 
 
 async def health(request: Request) -> Response:
@@ -49,7 +45,8 @@ def create_app(
     """The mullama server app for one served model. `app.state.mullama` is its ServerState
     (set `app.state.mullama.draining` to end open streams before a shutdown)."""
     routes = [
-        Route("/", root),
+        Route("/", page.root),
+        Route(page.ASSET_PREFIX + "{name}", page.asset),
         Route("/health", health),
         Route("/v1/models", openai.list_models),
         Route("/v1/models/{model_id:path}", openai.retrieve_model),

@@ -1,4 +1,5 @@
-"""--api-key: every route but the health check needs `Authorization: Bearer KEY`.
+"""--api-key: every route but the health check and the chat page (its HTML, scripts and style:
+the API calls it makes send the key) needs `Authorization: Bearer KEY`.
 
 Browsers cannot set headers on a WebSocket, so /v1/ws also takes `?api_key=KEY`.
 """
@@ -10,9 +11,11 @@ import hmac
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from mullama.server import page
 from mullama.server.errors import APIError
 
-OPEN_PATHS = frozenset({"/", "/health"})
+OPEN_PATHS = frozenset({"/health"})
+"""Public besides the page's own paths (`page.is_public`)."""
 
 
 def _key_matches(presented: str | None, expected: str) -> bool:
@@ -36,7 +39,8 @@ class APIKeyMiddleware:
         self.api_key = api_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope["path"]
+        if scope["type"] != "http" or path in OPEN_PATHS or page.is_public(path):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))

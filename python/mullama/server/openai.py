@@ -153,7 +153,8 @@ def usage(generation: Generation, completion_tokens: int) -> dict[str, Any]:
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
-        # OpenAI's field for prompt caching: here, the KV reused from an earlier turn.
+        # OpenAI's field for prompt tokens read from the cache, not run through the model: the
+        # Context a conversation's next turn lands on already holds its earlier turns.
         "prompt_tokens_details": {"cached_tokens": generation.cached_prompt_tokens},
     }
 

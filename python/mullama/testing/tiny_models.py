@@ -89,6 +89,9 @@ class TinyConfig:
     tied: bool = False
     seed: int = 0
     output_scale: float = 4.0  # makes greedy choices clear-cut
+    ends: bool = True
+    """False: the output rows of <|endoftext|> and <|im_end|> are zero, so their logits are 0,
+    below the top one: greedy replies never end on their own (for tests of long streams)."""
     vocab: list[str] = field(default_factory=tiny_vocab)
 
     @property
@@ -133,6 +136,10 @@ def tiny_weights(cfg: TinyConfig) -> dict[str, np.ndarray]:
     w["model.norm.weight"] = norm(h)
     if not cfg.tied:
         w["lm_head.weight"] = matrix(cfg.vocab_size, h, cfg.output_scale)
+    if not cfg.ends:
+        if cfg.tied:
+            raise ValueError("TinyConfig(ends=False) needs an untied output matrix (tied=False)")
+        w["lm_head.weight"][[CONTROL_TOKENS.index("<|endoftext|>"), EOS_ID]] = 0.0
     return w
 
 
