@@ -36,14 +36,14 @@ test-node: ## Build the Node addon (release) and run its typecheck and node --te
 lint: ## cargo fmt --check, clippy -D warnings, ruff
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
-	$(VENV)/bin/ruff check python tests benchmarks
-	$(VENV)/bin/ruff format --check python tests benchmarks
+	$(VENV)/bin/ruff check python tests benchmarks scripts
+	$(VENV)/bin/ruff format --check python tests benchmarks scripts
 
 .PHONY: fmt
 fmt: ## Format Rust and Python
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benchmarks
-	$(VENV)/bin/ruff check --fix -q python tests benchmarks
+	$(VENV)/bin/ruff format python tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix -q python tests benchmarks scripts
 
 .PHONY: bench
 bench: ## Benchmarks (ratios printed as tables; see benchmarks/README.md)

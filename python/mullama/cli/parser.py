@@ -108,6 +108,12 @@ def _add_chat_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The `mullama` parser and each command's own parser by name (an alias maps to its
+    command's parser): the docs' CLI reference prints every one's help."""
     parser = argparse.ArgumentParser(
         prog="mullama",
         description="Stream text from local models (GGUF or MLX) on MLX or llama.cpp.",
@@ -228,4 +234,4 @@ def build_parser() -> argparse.ArgumentParser:
         default=serve_defaults.DEFAULT_LOG_LEVEL,
         choices=serve_defaults.LOG_LEVELS,
     )
-    return parser
+    return parser, dict(commands.choices)
