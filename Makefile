@@ -45,6 +45,10 @@ fmt: ## Format Rust and Python
 	$(VENV)/bin/ruff format python tests benchmarks scripts
 	$(VENV)/bin/ruff check --fix -q python tests benchmarks scripts
 
+.PHONY: docs
+docs: ## Build the docs site into site/ (mkdocs build --strict; `$(VENV)/bin/mkdocs serve` previews)
+	$(VENV)/bin/mkdocs build --strict
+
 .PHONY: bench
 bench: ## Benchmarks (ratios printed as tables; see benchmarks/README.md)
 	cargo bench -p mullama-core --bench core_stream
