@@ -100,6 +100,7 @@ def _has_shape(shown: object, got: object) -> bool:
 
 def test_the_docs_have_curl_examples():
     assert len(CURL_BLOCKS) >= 2
+    assert len(API_EXAMPLES) >= 11  # every HTTP route of the API page, with its response
     for route in EXPECTED:
         assert any(route in block for block in CURL_BLOCKS), route
 
