@@ -36,14 +36,18 @@ test-node: ## Build the Node addon (release) and run its typecheck and node --te
 lint: ## cargo fmt --check, clippy -D warnings, ruff
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
-	$(VENV)/bin/ruff check python tests benchmarks
-	$(VENV)/bin/ruff format --check python tests benchmarks
+	$(VENV)/bin/ruff check python tests benchmarks scripts
+	$(VENV)/bin/ruff format --check python tests benchmarks scripts
 
 .PHONY: fmt
 fmt: ## Format Rust and Python
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benchmarks
-	$(VENV)/bin/ruff check --fix -q python tests benchmarks
+	$(VENV)/bin/ruff format python tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix -q python tests benchmarks scripts
+
+.PHONY: docs
+docs: ## Build the docs site into site/ (mkdocs build --strict; `$(VENV)/bin/mkdocs serve` previews)
+	$(VENV)/bin/mkdocs build --strict
 
 .PHONY: bench
 bench: ## Benchmarks (ratios printed as tables; see benchmarks/README.md)

@@ -1,11 +1,13 @@
-"""Concurrent streaming clients against `mullama serve` (and llama-cpp-python's server on the
-same GGUF, when it is installed): aggregate tokens/s, p50/p99 time to first token and p50/p99
-gap between tokens, as a table; beside it the raw batched-decode ceiling of each engine
-(the same `engine.step` the scheduler makes, no streams, no HTTP) at batch 1, 2, 4, 8, 16,
-and the ratios issue 12 sets targets for (to the ceiling, to one client, to the peer).
+"""Concurrent streaming clients against `mullama serve` on each engine (and llama-cpp-python's
+server on the same GGUF, given a Python that has its [server] extra): aggregate tokens/s, the
+steady decode rate while every client streams, p50/p99 time to first token and p50/p99 gap
+between tokens, as a table; beside it the raw batched-decode ceiling of each engine (the same
+`engine.step` the scheduler makes, no streams, no HTTP) and the ratios issue 12 sets targets
+for. With --plot DIR also tok/s against clients and the time to first token distributions as
+PNGs (matplotlib, the `bench` extra), plus the raw numbers as JSON.
 
-    python benchmarks/bench_server.py [--clients 1,4,8,16] [--max-tokens 64]
-        [--engines llama.cpp,mlx] [--ceiling-batches 1,2,4,8,16] [--no-peers]
+    python benchmarks/bench_server.py [--clients 16] [--max-tokens 64] [--rounds 1]
+        [--engines llama.cpp,mlx] [--threads 1] [--no-peers] [--plot DIR]
         [--peer-python /path/to/venv/bin/python]   # one with llama-cpp-python[server]
 """
 
@@ -14,16 +16,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper.",
@@ -42,6 +45,8 @@ class ClientTrace:
     ttft: float | None = None
     gaps: list[float] = field(default_factory=list)
     tokens: int = 0
+    arrivals: list[float] = field(default_factory=list)
+    """perf_counter() of each chunk with text."""
 
 
 def free_port() -> int:
@@ -91,6 +96,7 @@ async def one_client(
                 continue
             if chunk["choices"][0].get("delta", {}).get("content"):
                 now = time.perf_counter()
+                trace.arrivals.append(now)
                 if last is None:
                     trace.ttft = now - started
                 else:
@@ -99,17 +105,24 @@ async def one_client(
     return trace
 
 
-async def load(url: str, model: str, clients: int, max_tokens: int) -> dict[str, float]:
+async def load(url: str, model: str, clients: int, max_tokens: int, rounds: int) -> dict:
+    """`rounds` rounds of `clients` concurrent streams; tok/s over the rounds' wall time."""
+    traces: list[ClientTrace] = []
+    wall = 0.0
+    steady: list[float] = []
     async with httpx.AsyncClient(timeout=600) as client:
         await one_client(client, url, model, "Hi", 4)  # warm-up
-        started = time.perf_counter()
-        traces = await asyncio.gather(
-            *(
-                one_client(client, url, model, PROMPTS[i % len(PROMPTS)], max_tokens)
-                for i in range(clients)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            round_traces = await asyncio.gather(
+                *(
+                    one_client(client, url, model, PROMPTS[i % len(PROMPTS)], max_tokens)
+                    for i in range(clients)
+                )
             )
-        )
-        wall = time.perf_counter() - started
+            wall += time.perf_counter() - started
+            traces += round_traces
+            steady.append(steady_rate(round_traces))
     ttfts = [t.ttft for t in traces if t.ttft is not None]
     gaps = [g for t in traces for g in t.gaps]
     total = sum(t.tokens for t in traces)
@@ -118,12 +131,27 @@ async def load(url: str, model: str, clients: int, max_tokens: int) -> dict[str,
         "tokens": total,
         "wall_s": wall,
         "tok_s": total / wall,
+        "steady_tok_s": sum(steady) / len(steady),
         "ttft_p50": pct(ttfts, 50),
         "ttft_p99": pct(ttfts, 99),
         "gap_p50": pct(gaps, 50),
         "gap_p99": pct(gaps, 99),
         "served": sum(1 for t in traces if t.tokens > 0),
+        "ttfts": ttfts,
     }
+
+
+def steady_rate(traces: list[ClientTrace]) -> float:
+    """Chunks per second while every client streams (from the last first token to the first
+    last token): the batched decode rate, comparable to the raw ceiling, without the prompts."""
+    arrivals = [t.arrivals for t in traces if t.arrivals]
+    if len(arrivals) != len(traces):
+        return float("nan")
+    start, end = max(a[0] for a in arrivals), min(a[-1] for a in arrivals)
+    if end <= start:
+        return float("nan")
+    inside = sum(1 for a in arrivals for at in a if start < at <= end)
+    return inside / (end - start)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -134,26 +162,37 @@ def pct(values: list[float], p: float) -> float:
 
 
 def run_server(
-    name: str, command: list[str], port: int, model: str, clients: list[int], max_tokens: int
-) -> list[tuple[str, dict[str, float]]]:
+    name: str,
+    command: list[str],
+    port: int,
+    model: str,
+    clients: list[int],
+    max_tokens: int,
+    rounds: int,
+) -> list[tuple[str, dict]]:
     url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A file, not a pipe: a server that logs much (llama.cpp's loader) would block on a full pipe.
+    log = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
         try:
             wait_healthy(url, proc)
-        except RuntimeError as exc:
-            last = (proc.stderr.read() if proc.stderr else "").strip().splitlines()[-1:]
+        except (RuntimeError, TimeoutError) as exc:
+            log.seek(0)
+            last = log.read().strip().splitlines()[-1:]
             raise RuntimeError(f"{exc}: {' '.join(last)}") from exc
-        return [(name, asyncio.run(load(url, model, n, max_tokens))) for n in clients]
+        return [(name, asyncio.run(load(url, model, n, max_tokens, rounds))) for n in clients]
     finally:
         proc.terminate()
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log.close()
 
 
 def default_gguf() -> Path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
     from mullama import ModelLoadError
     from mullama.loader.default_model import default_model_path
 
@@ -163,13 +202,16 @@ def default_gguf() -> Path:
         raise SystemExit(str(exc)) from None
 
 
-def decode_ceiling(gguf: Path, engine: str, batches: list[int], n_tokens: int) -> dict[int, float]:
+def decode_ceiling(
+    gguf: Path, engine: str, batches: list[int], n_tokens: int, threads: int
+) -> dict[int, float]:
     """Aggregate decode tok/s of `engine.step` over `batch` sequences (greedy, one chat prompt
     each, prefilled first), per batch size: what the scheduler could reach at best."""
     from mullama import Model
     from mullama.engines.base import SamplerSettings, StepRequest
 
-    model = Model.load(gguf, engine=engine, n_ctx=1024, parallel=max(batches))
+    options = {"n_threads": threads} if engine == "llama.cpp" else {}
+    model = Model.load(gguf, engine=engine, n_ctx=1024, parallel=max(batches), **options)
     runner = model.engine
     prompt = model.chat_ids([{"role": "user", "content": PROMPTS[0]}])
     greedy = SamplerSettings(temperature=0.0)
@@ -192,66 +234,143 @@ def decode_ceiling(gguf: Path, engine: str, batches: list[int], n_tokens: int) -
     return rates
 
 
-def int_list(text: str) -> list[int]:
-    return sorted({int(part) for part in text.split(",") if part.strip()})
+def client_levels(most: int) -> list[int]:
+    """1, 2, 4, ... up to `most`, and `most` itself: the x axis of tok/s against clients."""
+    levels = {most}
+    n = 1
+    while n < most:
+        levels.add(n)
+        n *= 2
+    return sorted(levels)
+
+
+def plot(rows: list[tuple[str, dict]], folder: Path, caption: str) -> list[Path]:
+    """Writes tok/s against clients and the TTFT distributions (one box per client count and
+    server) as PNGs under `folder`; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a server
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    footer = "\n".join(textwrap.wrap(caption, 120))
+    servers = list(dict.fromkeys(name for name, _ in rows))
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name in servers:
+        points = [(r["clients"], r["tok_s"]) for n, r in rows if n == name]
+        ax.plot(*zip(*points, strict=True), marker="o", label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({r["clients"] for _, r in rows}))
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.set_xlabel("concurrent streaming clients")
+    ax.set_ylabel("aggregate tokens/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Throughput against clients", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.text(0.01, 0.01, footer, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    written.append(folder / "server_tok_s.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    boxes = [(f"{name}\n{r['clients']} clients", r["ttfts"]) for name, r in rows if r["ttfts"]]
+    ax.boxplot(
+        [[t * 1e3 for t in ttfts] for _, ttfts in boxes],
+        tick_labels=[label for label, _ in boxes],
+        showfliers=True,
+    )
+    ax.set_ylabel("time to first token, ms")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Time to first token, every request", fontsize=11)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.text(0.01, 0.01, footer, fontsize=7, color="0.35")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    written.append(folder / "server_ttft.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    results = [{"server": name, **r} for name, r in rows]
+    (folder / "server_results.json").write_text(
+        json.dumps({"caption": caption, "results": results}, indent=1) + "\n", encoding="utf-8"
+    )
+    return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int_list, default=[1, 4, 8, 16])
+    parser.add_argument("--clients", type=int, default=16, help="the most concurrent clients")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rounds per client count (more TTFT samples)"
+    )
     parser.add_argument(
         "--engines", default="llama.cpp", help="comma-separated: llama.cpp, mlx (MLX-CPU is slow)"
     )
-    parser.add_argument("--ceiling-batches", type=int_list, default=[1, 2, 4, 8, 16])
+    parser.add_argument(
+        "--threads", type=int, default=1, help="llama.cpp threads, for mullama and the peer"
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip llama-cpp-python's server")
     parser.add_argument(
         "--peer-python",
         default=sys.executable,
         help="the Python whose llama_cpp.server runs as the peer (it needs the [server] extra)",
     )
+    parser.add_argument(
+        "--plot", type=Path, metavar="DIR", help="write PNG plots and the numbers (JSON) here"
+    )
     args = parser.parse_args()
-    levels = args.clients
+    if min(args.clients, args.rounds, args.max_tokens, args.threads) < 1:
+        parser.error("--clients, --rounds, --max-tokens and --threads must be at least 1")
+    levels = client_levels(args.clients)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     gguf = default_gguf()
-    with open("/proc/loadavg") as f:
-        load_before = f.read().split()[0]
+    load_before = os.getloadavg()[0]
 
-    ceilings = {e: decode_ceiling(gguf, e, args.ceiling_batches, args.max_tokens) for e in engines}
+    ceilings = {e: decode_ceiling(gguf, e, levels, args.max_tokens, args.threads) for e in engines}
     rows = []
     for engine in engines:
         port = free_port()
         mullama = [sys.executable, "-m", "mullama", "serve", "--port", str(port)]
         mullama += ["--log-level", "warning", "--engine", engine]
-        mullama += ["--parallel", str(max(8, *levels))]
+        mullama += ["--parallel", str(max(8, args.clients))]
+        if engine == "llama.cpp":
+            mullama += ["--threads", str(args.threads)]
         name = f"mullama serve ({engine})"
-        rows += run_server(name, mullama, port, "smollm2", levels, args.max_tokens)
+        rows += run_server(name, mullama, port, "smollm2", levels, args.max_tokens, args.rounds)
     if not args.no_peers:
         port = free_port()
         llama = [args.peer_python, "-m", "llama_cpp.server", "--model", str(gguf)]
-        llama += ["--port", str(port), "--n_ctx", "4096"]
+        llama += ["--port", str(port), "--n_ctx", "4096", "--n_threads", str(args.threads)]
         try:
-            rows += run_server("llama-cpp-python", llama, port, str(gguf), levels, args.max_tokens)
+            rows += run_server(
+                "llama-cpp-python", llama, port, str(gguf), levels, args.max_tokens, args.rounds
+            )
         except (RuntimeError, TimeoutError) as exc:
             # e.g. not installed, or without its [server] extra (fastapi, sse-starlette, ...)
             print(f"(llama-cpp-python's server did not run: {exc})\n")
-    with open("/proc/loadavg") as f:
-        load_after = f.read().split()[0]
 
-    print(
+    caption = (
         f"{args.max_tokens} tokens per reply, SmolLM2-135M-Instruct Q4_1, streaming chat "
-        f"completions; load average {load_before} before, {load_after} after\n"
+        f"completions, {args.rounds} round(s) per client count, {args.threads} llama.cpp "
+        f"thread(s), {os.cpu_count()} CPUs, load average {load_before:.1f} before and "
+        f"{os.getloadavg()[0]:.1f} at the end"
     )
+    print(caption + "\n")
     print(
-        "| server | clients | served | tokens | wall s | aggregate tok/s | TTFT p50 ms "
-        "| TTFT p99 ms | gap p50 ms | gap p99 ms |"
+        "| server | clients | served | tokens | wall s | aggregate tok/s | steady tok/s "
+        "| TTFT p50 ms | TTFT p99 ms | gap p50 ms | gap p99 ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows:
         print(
             f"| {name} | {r['clients']} | {r['served']} | {r['tokens']} | {r['wall_s']:.2f} "
-            f"| {r['tok_s']:.1f} | {r['ttft_p50'] * 1e3:.0f} | {r['ttft_p99'] * 1e3:.0f} "
-            f"| {r['gap_p50'] * 1e3:.1f} | {r['gap_p99'] * 1e3:.1f} |"
+            f"| {r['tok_s']:.1f} | {r['steady_tok_s']:.1f} | {r['ttft_p50'] * 1e3:.0f} "
+            f"| {r['ttft_p99'] * 1e3:.0f} | {r['gap_p50'] * 1e3:.1f} | {r['gap_p99'] * 1e3:.1f} |"
         )
     for engine, ceiling in ceilings.items():
         print(f"\nraw batched decode ({engine} engine.step, greedy, no streams, no HTTP)\n")
@@ -259,32 +378,34 @@ def main() -> None:
         print("|---|---|---|")
         for batch, rate in ceiling.items():
             print(f"| {batch} | {rate:.1f} | {rate / ceiling[min(ceiling)]:.2f}x |")
-    print("\nratios in this run (targets of issue 12 in brackets)\n")
+    print("\nratios in this run (issue 12's targets in brackets; steady: all clients streaming)\n")
     print(
-        "| server | clients | aggregate / ceiling [>= 0.85] | aggregate / 1 client "
-        "| aggregate / llama-cpp-python [>= 2] | TTFT p99 / 1 client [<= 3] "
-        "| gap p99 / 1 client [<= 3] |"
+        "| server | clients | steady / ceiling [>= 0.85] | aggregate / ceiling "
+        "| aggregate / 1 client | aggregate / llama-cpp-python [>= 2] "
+        "| TTFT p99 / 1 client [<= 3] | gap p99 / 1 client [<= 3] |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     by = {(n, r["clients"]): r for n, r in rows}
+
+    def ratio(a: float, b: float | None) -> str:
+        return "-" if not b else f"{a / b:.2f}"
+
     for name, r in rows:
         if not name.startswith("mullama"):
             continue
-        engine = name[name.index("(") + 1 : -1]
-        ceiling = ceilings[engine]
+        ceiling = ceilings[name[name.index("(") + 1 : -1]].get(r["clients"])
         solo = by.get((name, 1))
         peer = by.get(("llama-cpp-python", r["clients"]))
-
-        def ratio(a: float, b: float | None) -> str:
-            return "-" if not b else f"{a / b:.2f}"
-
         print(
-            f"| {name} | {r['clients']} | {ratio(r['tok_s'], ceiling.get(r['clients']))} "
-            f"| {ratio(r['tok_s'], solo and solo['tok_s'])} "
+            f"| {name} | {r['clients']} | {ratio(r['steady_tok_s'], ceiling)} "
+            f"| {ratio(r['tok_s'], ceiling)} | {ratio(r['tok_s'], solo and solo['tok_s'])} "
             f"| {ratio(r['tok_s'], peer and peer['tok_s'])} "
             f"| {ratio(r['ttft_p99'], solo and solo['ttft_p50'])} "
             f"| {ratio(r['gap_p99'], solo and solo['gap_p99'])} |"
         )
+    if args.plot is not None:
+        for path in plot(rows, args.plot, caption):
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

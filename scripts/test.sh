@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up, then runs every check and test: Rust (fmt, clippy, tests), Python (ruff,
-# pytest, the chat page in headless chromium), Node (the napi addon in release mode, tsc on the
-# typed example, node --test).
+# pytest, which also builds the docs site with mkdocs --strict and drives the chat page in
+# headless chromium), Node (the napi addon in release mode, tsc on the typed example,
+# node --test).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck disable=SC1091
@@ -45,9 +46,10 @@ cargo clippy --workspace --all-targets -q -- -D warnings
 echo "== cargo test"
 cargo test --workspace -q
 echo "== ruff"
-ruff check python tests benchmarks
-ruff format --check python tests benchmarks
+ruff check python tests benchmarks scripts
+ruff format --check python tests benchmarks scripts
 echo "== pytest"
+# Includes the docs site: tests/test_docs_site.py runs `mkdocs build --strict` (mkdocs.yml).
 python -m pytest -q tests
 echo "== node (bindings-node)"
 (

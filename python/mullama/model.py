@@ -57,6 +57,7 @@ class Model:
         engine: str | None = None,
         n_ctx: int | None = None,
         parallel: int | None = None,
+        n_threads: int | None = None,
     ) -> Model:
         """Loads a GGUF file, an MLX/Hugging Face safetensors folder, or (no argument, or
         "smollm2") the built-in SmolLM2-135M-Instruct.
@@ -67,6 +68,9 @@ class Model:
         llama.cpp min(n_ctx_train, 4096), the KV cells it allocates per resident Context).
         `parallel`: the most sequences one batched step advances (default 4); more
         concurrent streams queue for a place in the batch.
+        `n_threads`: llama.cpp's compute threads (default 1: its workers spin, and on a host
+        shared with other work more threads than free cores stall each other; on an otherwise
+        idle machine, one per core is faster). MLX picks its own.
         Raises ModelLoadError naming the problem (for an engine that is not installed, with
         the command that installs it)."""
         from mullama import loader
@@ -80,7 +84,12 @@ class Model:
             not isinstance(parallel, int) or isinstance(parallel, bool) or parallel < 1
         ):
             raise ConfigError(f"invalid parallel = {parallel!r}: must be a positive integer")
+        if n_threads is not None and (
+            not isinstance(n_threads, int) or isinstance(n_threads, bool) or n_threads < 1
+        ):
+            raise ConfigError(f"invalid n_threads = {n_threads!r}: must be a positive integer")
         sequences = {} if parallel is None else {"max_sequences": parallel}
+        threads = {} if n_threads is None else {"n_threads": n_threads}
         resolved = loader.resolve_model(None if path is None else os.fspath(path))
         gguf = None if resolved.is_dir() else loader.open_model_file(resolved)
         unsupported = None if gguf is None else loader.mlx_unsupported(gguf)
@@ -89,7 +98,7 @@ class Model:
             from mullama.engines.llamacpp import LlamaCppEngine
 
             assert gguf is not None  # choose_engine picks llama.cpp for GGUF files only
-            runner: Engine = LlamaCppEngine(resolved, n_ctx=n_ctx, **sequences)
+            runner: Engine = LlamaCppEngine(resolved, n_ctx=n_ctx, **sequences, **threads)
             info = gguf_info(gguf, n_vocab=runner.n_vocab, n_ctx_train=runner.n_ctx_train)
         else:
             from mullama.engines.mlx import MlxEngine

@@ -22,12 +22,16 @@ def load_model(args: argparse.Namespace) -> tuple[str, Any]:
     n_ctx = getattr(args, "ctx_size", None)
     if n_ctx is not None and n_ctx < 1:
         raise UsageError("--ctx-size must be at least 1")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise UsageError("--threads must be at least 1")
     with loading_line(resolved.name, verbose=verbose):
         model = Model.load(
             resolved.path,
             engine=getattr(args, "engine", None),
             n_ctx=n_ctx,
             parallel=getattr(args, "parallel", None),
+            n_threads=getattr(args, "threads", None),
         )
     if verbose:
         status(f"engine: {model.engine.describe()}")

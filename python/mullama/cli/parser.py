@@ -57,6 +57,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="most tokens of a conversation (default: the model's training context; "
         "on llama.cpp the smaller of that and 4096, as its caches are allocated up front)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="llama.cpp compute threads (default 1; one per core is faster on an idle machine)",
+    )
     parser.add_argument("--debug", action="store_true", help="print tracebacks on errors")
 
 
@@ -108,6 +114,12 @@ def _add_chat_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The `mullama` parser and each command's own parser by name (an alias maps to its
+    command's parser): the docs' CLI reference prints every one's help."""
     parser = argparse.ArgumentParser(
         prog="mullama",
         description="Stream text from local models (GGUF or MLX) on MLX or llama.cpp.",
@@ -238,4 +250,4 @@ def build_parser() -> argparse.ArgumentParser:
         default=serve_defaults.DEFAULT_LOG_LEVEL,
         choices=serve_defaults.LOG_LEVELS,
     )
-    return parser
+    return parser, dict(commands.choices)
