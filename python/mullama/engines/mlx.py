@@ -12,7 +12,12 @@ from typing import Any
 
 import mlx.core as mx
 import numpy as np
-from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+from mlx_lm.models.cache import (
+    KVCache,
+    can_trim_prompt_cache,
+    make_prompt_cache,
+    trim_prompt_cache,
+)
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from mullama._core import GenerationError
@@ -123,7 +128,9 @@ class MlxSequence(EngineSequence):
         context = self._settings.repetition_context
         self._window = mx.concatenate([self._window, fed.astype(mx.int32)])[-context:]
 
-    def _step(self, request: StepRequest) -> MlxStepHandle:
+    def _feed(self, request: StepRequest) -> mx.array:
+        """Books the request's input as fed and returns it (shape [n], lazy where it is the
+        previous step's unread token)."""
         if request.input_ids is None:
             previous = self._last
             if previous is None:
@@ -139,7 +146,10 @@ class MlxSequence(EngineSequence):
             inputs = mx.array(fed)
         if self._processors:
             self._remember(inputs)
-        logits = self._engine.model(inputs[None], cache=self._cache)[:, -1, :]
+        return inputs
+
+    def _sample(self, logits: mx.array, top_logprobs: int) -> MlxStepHandle:
+        """Samples from this sequence's last-position logits ([1, vocab]); not evaluated."""
         for processor in self._processors:
             logits = processor(self._window, logits)
         seed = self._settings.seed
@@ -154,10 +164,54 @@ class MlxSequence(EngineSequence):
         # Part of the step's graph: reading it later must not queue work behind the next
         # step that is already in flight on the same stream.
         chosen = mx.take_along_axis(logprobs, token[:, None], axis=-1)
-        handle = MlxStepHandle(token, logprobs.squeeze(0), chosen, request.top_logprobs)
-        mx.async_eval(token, handle.logprobs, chosen)
+        handle = MlxStepHandle(token, logprobs.squeeze(0), chosen, top_logprobs)
         self._last = handle
         return handle
+
+    def _step(self, request: StepRequest) -> MlxStepHandle:
+        inputs = self._feed(request)
+        logits = self._engine.model(inputs[None], cache=self._cache)[:, -1, :]
+        handle = self._sample(logits, request.top_logprobs)
+        handle.schedule()
+        return handle
+
+    def _can_batch(self) -> bool:
+        # Plain growing caches only: a sliding-window (rotating) or quantized cache keeps
+        # its keys in an order or form the batched view below does not rebuild.
+        return all(type(layer) is KVCache for layer in self._cache)
+
+
+class _BatchedLayerCache:
+    """One layer's caches of B sequences seen as one left-padded batch for a [B, 1] decode.
+
+    Each sequence's new key/value goes into its own cache (so its prefix reuse, trimming and
+    parking stay per sequence); attention reads every sequence's keys left-padded to the
+    longest, the padding masked out, and RoPE uses each sequence's own position."""
+
+    def __init__(self, caches: list[KVCache]) -> None:
+        self._caches = caches
+        lengths = [cache.offset for cache in caches]
+        self._padding = [max(lengths) - n for n in lengths]
+        self.offset = mx.array(lengths)
+
+    def make_mask(self, n: int, **_: Any) -> mx.array:
+        if n != 1:
+            raise ValueError("the batched cache takes one new token per sequence")
+        longest = max(cache.offset for cache in self._caches) + 1
+        positions = mx.arange(longest)[None]
+        mask = mx.array(self._padding)[:, None] <= positions
+        return mask[:, None, None, :]
+
+    def update_and_fetch(self, keys: mx.array, values: mx.array) -> tuple[mx.array, mx.array]:
+        rows_k, rows_v = [], []
+        for i, (cache, pad) in enumerate(zip(self._caches, self._padding, strict=True)):
+            k, v = cache.update_and_fetch(keys[i : i + 1], values[i : i + 1])
+            if pad:
+                widths = [(0, 0), (0, 0), (pad, 0), (0, 0)]
+                k, v = mx.pad(k, widths), mx.pad(v, widths)
+            rows_k.append(k)
+            rows_v.append(v)
+        return mx.concatenate(rows_k), mx.concatenate(rows_v)
 
 
 class MlxStepHandle(StepHandle):
@@ -169,6 +223,15 @@ class MlxStepHandle(StepHandle):
         self._chosen = chosen
         self._top = top
         self._output: StepOutput | None = None
+
+    @property
+    def arrays(self) -> list[mx.array]:
+        """The lazy values `output()` reads: what to start computing."""
+        return [self.lazy_token, self.logprobs, self._chosen]
+
+    def schedule(self) -> None:
+        """Starts computing the step's values (one step stays in flight)."""
+        mx.async_eval(*self.arrays)
 
     @property
     def token(self) -> int:
@@ -211,13 +274,22 @@ class MlxEngine(Engine):
     steps_run_ahead = True
 
     def __init__(
-        self, loaded: Any, n_ctx: int | None = None, max_sequences: int = DEFAULT_MAX_SEQUENCES
+        self,
+        loaded: Any,
+        n_ctx: int | None = None,
+        max_sequences: int = DEFAULT_MAX_SEQUENCES,
+        batch_decode: bool = True,
     ) -> None:
         if n_ctx is not None and (not isinstance(n_ctx, int) or n_ctx < 1):
             raise ValueError(f"n_ctx must be a positive integer, got {n_ctx!r}")
         if not isinstance(max_sequences, int) or max_sequences < 1:
             raise ValueError(f"max_sequences must be a positive integer, got {max_sequences!r}")
+        if not isinstance(batch_decode, bool):
+            raise ValueError(f"batch_decode must be True or False, got {batch_decode!r}")
         self._max_sequences = max_sequences
+        self.batch_decode = batch_decode
+        """Whether a step of several one-token sequences runs as one [B, 1] forward pass (the
+        weights read once per step); False computes them one after another."""
         self._loaded = loaded
         self.model = loaded.model
         """The mlx-lm model module."""
@@ -238,8 +310,8 @@ class MlxEngine(Engine):
 
     @property
     def max_sequences(self) -> int:
-        """How many sequences one step takes; they are computed one after another (each with
-        its own KV cache), not as one batched forward pass."""
+        """How many sequences one step takes. Each keeps its own KV cache; a step where each
+        feeds one token is one batched forward pass (see `batch_decode`)."""
         return self._max_sequences
 
     @property
@@ -267,9 +339,36 @@ class MlxEngine(Engine):
 
     def step(self, requests: Sequence[StepRequest]) -> StepHandle:
         self._check_open()
+        sequences = [_own(r.sequence) for r in requests]
         with mx.stream(_generation_stream):
-            handles = [_own(r.sequence)._step(r) for r in requests]
+            if self._batchable(requests, sequences):
+                handles = self._batched_step(requests, sequences)
+            else:
+                handles = [seq._step(r) for seq, r in zip(sequences, requests, strict=True)]
         return handles[0] if len(handles) == 1 else _Batch(handles)
+
+    def _batchable(self, requests: Sequence[StepRequest], sequences: list[MlxSequence]) -> bool:
+        return (
+            self.batch_decode
+            and len(requests) > 1
+            and len({id(seq) for seq in sequences}) == len(sequences)
+            and all(r.input_ids is None or len(r.input_ids) == 1 for r in requests)
+            and all(seq._can_batch() for seq in sequences)
+        )
+
+    def _batched_step(
+        self, requests: Sequence[StepRequest], sequences: list[MlxSequence]
+    ) -> list[MlxStepHandle]:
+        inputs = mx.concatenate([seq._feed(r) for seq, r in zip(sequences, requests, strict=True)])
+        layers = zip(*(seq._cache for seq in sequences), strict=True)
+        cache = [_BatchedLayerCache(list(caches)) for caches in layers]
+        logits = self.model(inputs[:, None], cache=cache)[:, -1, :]
+        handles = [
+            seq._sample(logits[i : i + 1], r.top_logprobs)
+            for i, (seq, r) in enumerate(zip(sequences, requests, strict=True))
+        ]
+        mx.async_eval([array for handle in handles for array in handle.arrays])
+        return handles
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         self._check_open()
