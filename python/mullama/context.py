@@ -149,6 +149,14 @@ class Context:
         with self.model.forward_lock:
             self._sequence.invalidate()
 
+    def close(self) -> None:
+        """Ends the running generation and frees the KV cache now rather than when the
+        Context is collected (the engine worker closes a front end's Context so); the
+        Context is not used afterwards."""
+        self.stop()
+        with self.model.forward_lock:
+            self._sequence.close()
+
     # -- generation ------------------------------------------------------------------------------
     @takes_request
     def generate_stream(self, request: GenerationRequest) -> TokenStream | ProgressTokenStream:
