@@ -555,8 +555,10 @@ pub fn stream_from_pieces(
         ends: ends.to_vec(),
     });
     let (producer, consumer) = token_stream(&config, pieces).map_err(to_napi)?;
-    let stream = NativeStream::new(StreamReader::double_buffered(consumer, config.buffer_size));
     if delay.is_zero() {
+        // Reads take whole buffers: the feeder pushes only inside a read, so there is no
+        // producer to leave half the buffer to meanwhile (as `double_buffered` does).
+        let stream = NativeStream::new(StreamReader::new(consumer, config.buffer_size));
         *lock(&stream.feeder) = Some(PieceFeeder {
             producer,
             next: 0,
@@ -564,6 +566,7 @@ pub fn stream_from_pieces(
         });
         return Ok(stream);
     }
+    let stream = NativeStream::new(StreamReader::double_buffered(consumer, config.buffer_size));
     let handle = std::thread::Builder::new()
         .name("mullama-piece-producer".to_owned())
         .spawn(move || push_ids_in_order(&producer, count, delay))
