@@ -110,16 +110,28 @@ export class StreamConfig implements StreamConfigFields {
 /** A StreamConfig, its fields, or maxTokens. */
 export type ConfigOrMaxTokens = StreamConfig | StreamConfigInit | number;
 
-/** One stream event. */
+/** One stream event (a plain object; the fields of Python's Token, in camelCase). */
 export interface Token {
   /** Text released by this event; "" while text is withheld. */
   text: string;
   /** The token id; undefined for a closing event without one. */
   id?: number;
   logprob?: number;
+  /** The most likely alternatives as [id, logprob] pairs, best first; [] unless
+   *  `topLogprobs` asked for them. */
+  topLogprobs: ReadonlyArray<readonly [id: number, logprob: number]>;
   /** Set on the last event. */
   finishReason?: FinishReason;
   stopSequence?: string;
+  /** The stream's statistics when this event was made (see StreamStats). */
+  promptTokens: number;
+  promptTps: number;
+  generationTokens: number;
+  generationTps: number;
+  timeToFirstToken: number | null;
+  elapsed: number;
+  /** GB; 0 where the engine cannot tell. */
+  peakMemory: number;
 }
 
 export interface StreamStats {
@@ -130,7 +142,8 @@ export interface StreamStats {
   /** Seconds from the stream's start to its first token; null before it. */
   timeToFirstToken: number | null;
   elapsed: number;
-  /** GB. */
+  /** The engine's peak memory, GB (the engine worker's: llama.cpp's peak resident set,
+   *  MLX's allocator peak); 0 where the engine cannot tell, and for streamFromPieces. */
   peakMemory: number;
   incompleteBytesDropped: number;
 }
@@ -156,6 +169,8 @@ export class TokenStream implements AsyncIterableIterator<Token> {
 export interface StreamOptions {
   /** Aborting ends the stream: the pending read rejects with CancelledError. */
   signal?: AbortSignal;
+  /** How many alternatives each event's topLogprobs holds: 0 (the default) to 20. */
+  topLogprobs?: number;
   /** Called every progressIntervalMs (default 1000) while the stream runs. */
   onProgress?: (progress: StreamStats & { tokensGenerated: number }) => void;
   progressIntervalMs?: number;
@@ -194,6 +209,8 @@ export interface ChatMessage {
 export interface GenerationResult {
   text: string;
   tokens: number[];
+  /** The logprob of each of `tokens`. */
+  logprobs: number[];
   finishReason: FinishReason | null;
   stopSequence: string | null;
   stats: StreamStats;

@@ -13,12 +13,15 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeProducer {
   /** Number of prompt tokens, for stats; call before the first push. */
   setPromptTokens(n: number): void
+  /** Producer-reported peak memory in bytes (the engine's), carried in later events' stats. */
+  setPeakMemory(bytes: number): void
   /**
-   * Pushes one token; returns null to go on, or the reason the stream ended (the worker
-   * is then told to stop). Never blocks: a push without room (the worker sent more than
-   * the credits it was given) fails the stream instead.
+   * Pushes one token, with its alternatives as `[id, logprob, id, logprob, ...]` when
+   * asked for; returns null to go on, or the reason the stream ended (the worker is then
+   * told to stop). Never blocks: a push without room (the worker sent more than the
+   * credits it was given) fails the stream instead.
    */
-  push(token: number, logprob?: number | undefined | null): string | null
+  push(token: number, logprob?: number | undefined | null, topLogprobs?: Float64Array | undefined | null): string | null
   /** How many more tokens the stream takes without its buffer overflowing. */
   room(): number
   /** Ends the stream normally: "stop" (end of sequence, `token` the EOS id) or "length". */
@@ -34,10 +37,14 @@ export declare class NativeProducer {
 
 export declare class NativeStream {
   /**
-   * Takes the ready events (at most one buffer's worth); never blocks. When it finds
-   * nothing, the readable callback holds Node's event loop open until the next read.
+   * Writes the ready events (at most one buffer's worth) into `columns` (READ_COLUMNS
+   * numbers, laid out as READ_HEADER says) and returns their text, concatenated; never
+   * blocks. When it finds nothing (state READ_EMPTY), the readable callback holds Node's
+   * event loop open until the next read.
    */
-  read(): ReadResult
+  read(columns: Float64Array): string
+  /** The error a read reported with state READ_ERROR (once). */
+  takeError(): ErrorInfo | null
   /**
    * Registers `callback`, called (on Node's thread, with no arguments) when something
    * arrives after a `read()` found nothing. Registered once.
@@ -140,35 +147,45 @@ export interface ErrorInfo {
 export declare function openStream(tokenizer: Tokenizer, config: any): StreamPair
 
 /**
- * What one `read()` found, column by column (one JS string and two typed arrays per batch
- * cost far less than an object per event; the facade builds the events). No events and not
- * done: nothing yet, and the readable callback will be called once something arrives.
+ * How long the facade's column array is: 64 events with 20 alternatives each fit; a batch
+ * that does not fit is handed out over several reads.
  */
-export interface ReadResult {
-  /** Every event's text, concatenated. */
-  text: string
-  /** Where each event's text ends in `text`, in UTF-16 code units (JS string indices). */
-  ends: Uint32Array
-  /** Each event's token id; NO_TOKEN (2^32 - 1) for a closing event without one. */
-  ids: Uint32Array
-  /** Each event's logprob (NaN where it has none); absent when no event has one. */
-  logprobs?: Float64Array
-  /** Set when the batch's last event ends the stream: "stop", "length", ... */
-  finishReason?: string
-  /** The stop sequence that ended the stream, if one did. */
-  stopSequence?: string
-  /** Reading is over (after these events). */
-  done: boolean
-  error?: ErrorInfo
-}
+export declare const READ_COLUMNS: number
+
+export declare const READ_EMPTY: number
+
+export declare const READ_END: number
+
+export declare const READ_ERROR: number
+
+/**
+ * `state` in the header: events (and more may follow), nothing yet (the readable callback
+ * will be called), the end (after these events), an error (`takeError()` says which).
+ */
+export declare const READ_EVENTS: number
+
+/**
+ * The layout of the columns a `read()` writes into (a Float64Array the facade allocates
+ * once per stream and passes to every read): numbers in a typed array the facade owns cost
+ * no allocation per batch on either side, where an object or a typed array per batch
+ * costs napi calls and a finalizer each. Header first:
+ * `[events, state, top pairs, last event ends the stream (0/1)]`.
+ */
+export declare const READ_HEADER: number
+
+/**
+ * Then `events` rows of READ_STRIDE numbers (see the `COL_` offsets), then the top
+ * logprob pairs `[id, logprob, ...]` of every event in order.
+ */
+export declare const READ_STRIDE: number
 
 /** The fields in order, from the core's table. */
 export declare function streamConfigFields(): Array<ConfigField>
 
 /**
- * A stream of token i = pieces[i] in order, then finish("stop"). Without `delayMs` the
- * pieces are pushed on Node's thread as reads free room (the way the engine worker's tokens
- * arrive); with it, a Rust thread waits `delayMs` before each token and stops as soon as the
- * stream ends or is closed.
+ * A stream of token i = piece i in order, then finish("stop"); piece i is
+ * `bytes[ends[i - 1]..ends[i]]`. Without `delayMs` the pieces are pushed on Node's thread
+ * as reads free room (the way the engine worker's tokens arrive); with it, a Rust thread
+ * waits `delayMs` before each token and stops as soon as the stream ends or is closed.
  */
-export declare function streamFromPieces(pieces: Array<string | Buffer>, config: any, delayMs?: number | undefined | null): NativeStream
+export declare function streamFromPieces(bytes: Uint8Array, ends: Uint32Array, config: any, delayMs?: number | undefined | null): NativeStream

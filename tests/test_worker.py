@@ -117,6 +117,29 @@ def test_max_tokens_ends_the_push_loop_and_finish_sends_the_end():
     assert sent.frames.empty()
 
 
+def test_a_failure_after_the_end_sends_nothing():
+    # A newer generation cancels (fails) a job whose stream just ended: no error frame.
+    sent = Sent()
+    producer = WireProducer(2, credits=5, max_tokens=1, send=sent)
+    assert producer.push(1) is False
+    producer.fail(Superseded())
+    assert [sent.next()["op"], sent.next()["op"]] == ["token", "end"]
+    assert sent.frames.empty()
+
+
+def test_peak_memory_rides_on_the_frames_when_it_changes():
+    sent = Sent()
+    producer = WireProducer(2, credits=5, max_tokens=5, send=sent)
+    producer.set_peak_memory(1000)
+    producer.push(1)
+    producer.set_peak_memory(1000)
+    producer.push(2)
+    producer.set_peak_memory(3000)
+    producer.finish("stop", 9)
+    frames = [sent.next() for _ in range(3)]
+    assert [f.get("peak_memory") for f in frames] == [1000, None, 3000]
+
+
 # -- the worker process -------------------------------------------------------------------
 
 
@@ -162,7 +185,9 @@ def tiny_worker(tiny_gguf: Path):
         worker.stop()
 
 
-def _generate(worker: WorkerProcess, stream: int, credits: int, max_tokens: int = 50) -> None:
+def _generate(
+    worker: WorkerProcess, stream: int, credits: int, max_tokens: int = 50, **extra
+) -> None:
     worker.send(
         {
             "op": "generate",
@@ -171,6 +196,7 @@ def _generate(worker: WorkerProcess, stream: int, credits: int, max_tokens: int 
             "prompt": [1, 5, 9, 12],
             "config": {"temperature": 0.0, "max_tokens": max_tokens, "timeout_ms": 0},
             "credits": credits,
+            **extra,
         }
     )
 
@@ -228,3 +254,34 @@ def test_a_model_that_cannot_load_is_reported_and_the_worker_exits(tmp_path):
         assert worker.proc.wait(timeout=WAIT_S) == 1
     finally:
         worker.stop()
+
+
+def test_tokens_carry_top_logprobs_when_asked_and_peak_memory(tiny_worker):
+    _generate(tiny_worker, stream=1, credits=10, max_tokens=2, top_logprobs=3)
+    frames = [tiny_worker.next() for _ in range(4)]
+    assert [f["op"] for f in frames] == ["started", "token", "token", "end"]
+    for token in frames[1:3]:
+        top = token["top_logprobs"]
+        assert len(top) == 3 and top[0][1] >= top[1][1] >= top[2][1]
+    # llama.cpp reports the process's peak RSS, MLX its allocator's peak: never 0 here.
+    assert frames[1]["peak_memory"] > 0
+
+
+def test_too_many_top_logprobs_is_a_config_error(tiny_worker):
+    _generate(tiny_worker, stream=1, credits=10, top_logprobs=10_000)
+    frame = tiny_worker.next()
+    assert (frame["op"], frame["code"], "top_logprobs" in frame["message"]) == (
+        "error",
+        "CONFIG",
+        True,
+    )
+
+
+def test_a_closed_context_frees_its_cache_and_its_id_starts_afresh(tiny_worker):
+    _generate(tiny_worker, stream=1, credits=10, max_tokens=1)
+    assert [tiny_worker.next()["op"] for _ in range(3)] == ["started", "token", "end"]
+    tiny_worker.send({"op": "close_context", "context": 1})
+    _generate(tiny_worker, stream=2, credits=10, max_tokens=1)
+    assert [tiny_worker.next()["op"] for _ in range(3)] == ["started", "token", "end"]
+    tiny_worker.proc.stdin.close()
+    assert tiny_worker.proc.wait(timeout=WAIT_S) == 0, "the worker kept running after close"

@@ -80,7 +80,8 @@ class Model {
   static startOn(model, contextId, request, configOrMaxTokens, options) {
     if (model.#closed) throw new GenerationError('the model is closed');
     const config = toConfig(configOrMaxTokens);
-    return model.#worker.generate(contextId, request, config, options);
+    const topLogprobs = checkTopLogprobs(options.topLogprobs, model.#worker.info.max_top_logprobs);
+    return model.#worker.generate(contextId, request, config, { ...options, topLogprobs });
   }
 
   /** @internal for Context */
@@ -95,18 +96,34 @@ class Model {
 async function collect(stream, eogIds) {
   let text = '';
   const tokens = [];
+  const logprobs = [];
   for await (const token of stream) {
     text += token.text;
     const closingEog = token.finishReason != null && eogIds.includes(token.id);
-    if (token.id != null && !closingEog) tokens.push(token.id);
+    if (token.id != null && !closingEog) {
+      tokens.push(token.id);
+      if (token.logprob !== undefined) logprobs.push(token.logprob);
+    }
   }
   return {
     text,
     tokens,
+    logprobs,
     finishReason: stream.finishReason,
     stopSequence: stream.stopSequence,
     stats: stream.stats(),
   };
+}
+
+/** How many alternatives each event carries: 0 (the default) up to the engine's limit. */
+function checkTopLogprobs(topLogprobs = 0, limit) {
+  if (!Number.isInteger(topLogprobs) || topLogprobs < 0 || topLogprobs > limit) {
+    throw new ConfigError(`invalid topLogprobs = ${topLogprobs}: must be an integer in 0..${limit}`, {
+      field: 'topLogprobs',
+      value: String(topLogprobs),
+    });
+  }
+  return topLogprobs;
 }
 
 function checkPrompt(prompt) {
@@ -173,7 +190,8 @@ class Context {
 
   /**
    * Streams the reply to a raw prompt (text or token ids). `configOrMaxTokens`: a
-   * StreamConfig, its fields, or maxTokens. `options`: {signal, onProgress, progressIntervalMs}.
+   * StreamConfig, its fields, or maxTokens. `options`: {signal, topLogprobs, onProgress,
+   * progressIntervalMs}.
    */
   generateStream(prompt, configOrMaxTokens, options = {}) {
     return this.#start(checkPrompt(prompt), configOrMaxTokens, options);
@@ -201,6 +219,7 @@ class Context {
     this.#current?.close();
     const stream = Model.startOn(this.#model, this.#id, request, configOrMaxTokens, {
       signal: options.signal,
+      topLogprobs: options.topLogprobs,
       owner: this,
     });
     this.#current = stream;
@@ -250,6 +269,7 @@ class AsyncModel {
     const { id, worker } = Model.newContext(this.#model);
     const stream = Model.startOn(this.#model, id, request, configOrMaxTokens, {
       signal: options.signal,
+      topLogprobs: options.topLogprobs,
       onClose: () => worker.closeContext(id),
     });
     return withProgress(stream, options.onProgress, options.progressIntervalMs);

@@ -8,16 +8,47 @@ const binding = require('./binding');
 const { CancelledError, errorFromInfo } = require('./errors');
 const { toConfig } = require('./config');
 
-// The id a closing event without a token carries in a native batch (u32::MAX).
-const NO_TOKEN = 0xffffffff;
-const NO_BATCH = { text: '', ends: new Uint32Array(0), ids: new Uint32Array(0), logprobs: null };
+const {
+  READ_HEADER: HEADER,
+  READ_STRIDE: STRIDE,
+  READ_COLUMNS,
+  READ_EMPTY,
+  READ_END,
+  READ_ERROR,
+} = binding;
+// A row's columns in a native read (see src/stream.rs): the text's end, id, logprob, where
+// its top pairs are and how many, then the statistics in the core's order.
+const COL_END = 0;
+const COL_ID = 1;
+const COL_LOGPROB = 2;
+const COL_TOP_AT = 3;
+const COL_TOP_COUNT = 4;
+const COL_STATS = 5;
+const NO_ALTERNATIVES = Object.freeze([]);
+
+function present(x) {
+  return Number.isNaN(x) ? undefined : x;
+}
+
+/** The [id, logprob] pairs of the row at `row` (best first). */
+function alternatives(columns, row) {
+  const count = columns[row + COL_TOP_COUNT];
+  if (count === 0) return NO_ALTERNATIVES;
+  const at = columns[row + COL_TOP_AT];
+  const pairs = new Array(count);
+  for (let i = 0; i < count; i++) pairs[i] = [columns[at + 2 * i], columns[at + 2 * i + 1]];
+  return pairs;
+}
 
 class TokenStream {
   #native;
   #hooks;
-  #batch = NO_BATCH; // the last native read: events as columns (see ReadResult)
-  #next = 0; // the next event of #batch to hand out
-  #offset = 0; // where its text starts in #batch.text
+  #columns = new Float64Array(READ_COLUMNS); // what each native read writes
+  #text = ''; // the last read's text, every event's concatenated
+  #count = 0; // how many events it found
+  #next = 0; // the next one to hand out
+  #offset = 0; // where its text starts in #text
+  #lastEnds = false; // whether the read's last event ends the stream
   #done = false;
   #error = null;
   #closed = false;
@@ -56,43 +87,70 @@ class TokenStream {
     return this;
   }
 
-  async next() {
+  next() {
+    // The common case, an event already read, settles at once: no async function frame.
+    if (this.#next < this.#count) return Promise.resolve({ value: this.#event(this.#next++), done: false });
+    return this.#nextRead();
+  }
+
+  async #nextRead() {
     for (;;) {
-      const batch = this.#batch;
-      if (this.#next < batch.ids.length) return { value: this.#event(batch, this.#next++), done: false };
+      if (this.#next < this.#count) return { value: this.#event(this.#next++), done: false };
       if (this.#error !== null) {
         const error = this.#error;
         this.#error = null;
         throw error;
       }
       if (this.#done) return { value: undefined, done: true };
-      const read = this.#native.read();
-      this.#hooks.afterRead?.();
-      this.#batch = read;
-      this.#next = 0;
-      this.#offset = 0;
-      if (read.done) {
-        this.#end(read.error ? errorFromInfo(read.error) : null);
-      } else if (read.ids.length === 0) {
-        await this.#readable();
-      }
+      if (this.#read()) await this.#readable();
     }
   }
 
-  #event(batch, i) {
-    const end = batch.ends[i];
-    const text = batch.text.slice(this.#offset, end);
-    this.#offset = end;
-    const id = batch.ids[i];
-    const logprob = batch.logprobs?.[i];
-    const last = i === batch.ids.length - 1;
-    return {
-      text,
-      id: id === NO_TOKEN ? undefined : id,
-      logprob: logprob === undefined || Number.isNaN(logprob) ? undefined : logprob,
-      finishReason: last ? (batch.finishReason ?? undefined) : undefined,
-      stopSequence: last ? (batch.stopSequence ?? undefined) : undefined,
+  /** One native read; whether it found nothing (then the readable callback will come). */
+  #read() {
+    const columns = this.#columns;
+    this.#text = this.#native.read(columns);
+    this.#hooks.afterRead?.();
+    this.#count = columns[0];
+    this.#next = 0;
+    this.#offset = 0;
+    this.#lastEnds = columns[3] === 1;
+    const state = columns[1];
+    if (state === READ_END) this.#end(null);
+    else if (state === READ_ERROR) this.#end(errorFromInfo(this.#native.takeError()));
+    return state === READ_EMPTY;
+  }
+
+  /**
+   * Event i of the last read, as a plain object. Built as it is handed out, straight from the
+   * columns: the next read, which overwrites them, comes only after the last event.
+   */
+  #event(i) {
+    const columns = this.#columns;
+    const row = HEADER + i * STRIDE;
+    const end = columns[row + COL_END];
+    const s = row + COL_STATS;
+    const event = {
+      text: this.#text.slice(this.#offset, end),
+      id: present(columns[row + COL_ID]),
+      logprob: present(columns[row + COL_LOGPROB]),
+      topLogprobs: alternatives(columns, row),
+      finishReason: undefined,
+      stopSequence: undefined,
+      promptTokens: columns[s],
+      promptTps: columns[s + 1],
+      generationTokens: columns[s + 2],
+      generationTps: columns[s + 3],
+      timeToFirstToken: present(columns[s + 4]) ?? null,
+      elapsed: columns[s + 5],
+      peakMemory: columns[s + 6],
     };
+    this.#offset = end;
+    if (this.#lastEnds && i === this.#count - 1) {
+      event.finishReason = this.#native.finishReason ?? undefined;
+      event.stopSequence = this.#native.stopSequence ?? undefined;
+    }
+    return event;
   }
 
   /** Closes the stream (what `break` in `for await` calls). */
@@ -108,7 +166,7 @@ class TokenStream {
 
   /** Stops the generation; iteration ends. Safe to call more than once. */
   close() {
-    this.#batch = NO_BATCH;
+    this.#count = 0;
     this.#end(null);
   }
 
@@ -161,8 +219,7 @@ class TokenStream {
     if (this.#closed) return;
     const message =
       reason instanceof Error ? `the generation was aborted: ${reason.message}` : 'the generation was aborted';
-    this.#batch = NO_BATCH;
-    this.#next = 0;
+    this.#count = 0;
     this.#end(new CancelledError(message, { cause: reason }));
   }
 
@@ -187,12 +244,30 @@ class TokenStream {
 
 /**
  * A stream over a fixed list of pieces (token i = pieces[i], strings or Buffers), pushed in
- * order by a native thread; for tests of code that consumes streams.
+ * order as the consumer reads (or by a native thread every `delayMs`); for tests of code that
+ * consumes streams.
  */
 function streamFromPieces(pieces, config, options = {}) {
   if (!Array.isArray(pieces)) throw new TypeError('pieces must be an array of strings or Buffers');
   const checked = toConfig(config);
-  const native = binding.streamFromPieces(pieces, checked.toJSON(), options.delayMs ?? 0);
+  // Packed into one buffer here: one native argument instead of a conversion per piece.
+  const ends = new Uint32Array(pieces.length);
+  let size = 0;
+  for (let i = 0; i < pieces.length; i++) {
+    const piece = pieces[i];
+    if (typeof piece === 'string') size += Buffer.byteLength(piece, 'utf8');
+    else if (piece instanceof Uint8Array) size += piece.length;
+    else throw new TypeError(`pieces[${i}] must be a string or a Buffer, not ${typeof piece}`);
+    ends[i] = size;
+  }
+  const bytes = Buffer.allocUnsafe(size);
+  for (let i = 0, at = 0; i < pieces.length; i++) {
+    const piece = pieces[i];
+    if (typeof piece === 'string') bytes.write(piece, at, 'utf8');
+    else bytes.set(piece, at);
+    at = ends[i];
+  }
+  const native = binding.streamFromPieces(bytes, ends, checked.toJSON(), options.delayMs ?? 0);
   return new TokenStream(native, { signal: options.signal });
 }
 

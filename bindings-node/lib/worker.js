@@ -128,9 +128,10 @@ class EngineWorker {
 
   /**
    * Starts a generation on `contextId` and returns its stream. `request` is {prompt} or
-   * {messages}; `config` a StreamConfig.
+   * {messages}; `config` a StreamConfig; `topLogprobs` how many alternatives each event
+   * carries (checked by the caller against `info.max_top_logprobs`).
    */
-  generate(contextId, request, config, { signal, onClose, owner } = {}) {
+  generate(contextId, request, config, { signal, onClose, owner, topLogprobs = 0 } = {}) {
     if (!this.alive) {
       throw new EngineExitedError(`the engine worker has exited (${this.#exitText()}); load the model again`);
     }
@@ -156,6 +157,7 @@ class EngineWorker {
       ...request,
       config: workerConfig(config),
       credits: config.bufferSize,
+      top_logprobs: topLogprobs,
     });
     return stream;
   }
@@ -178,11 +180,14 @@ class EngineWorker {
         break;
       case 'token': {
         entry.pushed += 1;
-        const ended = entry.producer.push(frame.id, frame.logprob ?? null);
+        if (frame.peak_memory !== undefined) entry.producer.setPeakMemory(frame.peak_memory);
+        const top = frame.top_logprobs === undefined ? null : Float64Array.from(frame.top_logprobs.flat());
+        const ended = entry.producer.push(frame.id, frame.logprob ?? null, top);
         if (ended !== null) this.#cancel(frame.stream);
         break;
       }
       case 'end':
+        if (frame.peak_memory !== undefined) entry.producer.setPeakMemory(frame.peak_memory);
         entry.producer.finish(frame.reason, frame.id ?? null);
         this.#forget(frame.stream);
         break;

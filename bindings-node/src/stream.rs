@@ -3,16 +3,17 @@
 //! on Node's own thread and so must never block) and `streamFromPieces` (a Rust thread
 //! pushing a fixed piece list, for users' tests and benchmarks).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mullama_core::{
-    push_ids_in_order, token_stream, Batch, CoreError, FinishReason, PieceTable, PushOutcome,
-    StatValue, StreamReader, TokenEvent, TokenPieces, TokenProducer,
+    push_ids_in_order, token_stream, Batch, CoreError, FinishReason, PushOutcome, StatValue,
+    StreamReader, TokenEvent, TokenPieces, TokenProducer, STAT_NAMES,
 };
-use napi::bindgen_prelude::{Buffer, Either, Float64Array, Uint32Array};
+use napi::bindgen_prelude::Float64ArraySlice;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -30,67 +31,98 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// callback (a round trip through the event loop that costs more than this).
 const SPIN_BEFORE_WAITING: Duration = Duration::from_micros(30);
 
-/// The id a closing event without a token carries in `ReadResult::ids`.
-pub const NO_TOKEN: u32 = u32::MAX;
+/// The layout of the columns a `read()` writes into (a Float64Array the facade allocates
+/// once per stream and passes to every read): numbers in a typed array the facade owns cost
+/// no allocation per batch on either side, where an object or a typed array per batch
+/// costs napi calls and a finalizer each. Header first:
+/// `[events, state, top pairs, last event ends the stream (0/1)]`.
+#[napi]
+pub const READ_HEADER: u32 = 4;
+/// Then `events` rows of READ_STRIDE numbers (see the `COL_` offsets), then the top
+/// logprob pairs `[id, logprob, ...]` of every event in order.
+#[napi]
+pub const READ_STRIDE: u32 = 13;
+/// How long the facade's column array is: 64 events with 20 alternatives each fit; a batch
+/// that does not fit is handed out over several reads.
+#[napi]
+pub const READ_COLUMNS: u32 = READ_HEADER + 64 * READ_STRIDE + 64 * 2 * 20;
 
-/// What one `read()` found, column by column (one JS string and two typed arrays per batch
-/// cost far less than an object per event; the facade builds the events). No events and not
-/// done: nothing yet, and the readable callback will be called once something arrives.
-#[napi(object)]
-pub struct ReadResult {
-    /// Every event's text, concatenated.
-    pub text: String,
-    /// Where each event's text ends in `text`, in UTF-16 code units (JS string indices).
-    pub ends: Uint32Array,
-    /// Each event's token id; NO_TOKEN (2^32 - 1) for a closing event without one.
-    pub ids: Uint32Array,
-    /// Each event's logprob (NaN where it has none); absent when no event has one.
-    pub logprobs: Option<Float64Array>,
-    /// Set when the batch's last event ends the stream: "stop", "length", ...
-    pub finish_reason: Option<String>,
-    /// The stop sequence that ended the stream, if one did.
-    pub stop_sequence: Option<String>,
-    /// Reading is over (after these events).
-    pub done: bool,
-    pub error: Option<ErrorInfo>,
+/// `state` in the header: events (and more may follow), nothing yet (the readable callback
+/// will be called), the end (after these events), an error (`takeError()` says which).
+#[napi]
+pub const READ_EVENTS: u32 = 0;
+#[napi]
+pub const READ_EMPTY: u32 = 1;
+#[napi]
+pub const READ_END: u32 = 2;
+#[napi]
+pub const READ_ERROR: u32 = 3;
+
+// A row's columns (NaN where a value is absent). The statistics are the event's snapshot,
+// in STAT_NAMES order (Python's Token carries the same).
+const COL_END: usize = 0; // where the event's text ends in the batch text, in UTF-16 units
+const COL_ID: usize = 1;
+const COL_LOGPROB: usize = 2;
+const COL_TOP_AT: usize = 3; // index of its first top pair's id in the columns
+const COL_TOP_COUNT: usize = 4;
+const COL_STATS: usize = 5; // 8 statistics follow
+const _: () = assert!(COL_STATS + STAT_NAMES.len() == READ_STRIDE as usize);
+
+fn stat_number(value: StatValue) -> f64 {
+    match value {
+        StatValue::Count(n) => n as f64,
+        StatValue::Number(x) => x,
+        StatValue::MaybeNumber(x) => x.unwrap_or(f64::NAN),
+    }
 }
 
-impl ReadResult {
-    fn new(events: Vec<TokenEvent>, done: bool, error: Option<ErrorInfo>) -> Self {
-        let mut text = String::with_capacity(events.iter().map(|e| e.text.len()).sum());
-        let mut ends = Vec::with_capacity(events.len());
-        let mut ids = Vec::with_capacity(events.len());
-        let mut logprobs: Option<Vec<f64>> = None;
-        let mut end = 0u32;
-        let (mut finish_reason, mut stop_sequence) = (None, None);
-        for (i, event) in events.into_iter().enumerate() {
-            end += event.text.encode_utf16().count() as u32;
-            text.push_str(&event.text);
-            ends.push(end);
-            ids.push(event.token.unwrap_or(NO_TOKEN));
-            if let Some(logprob) = event.logprob {
-                logprobs
-                    .get_or_insert_with(|| vec![f64::NAN; i])
-                    .push(f64::from(logprob));
-            } else if let Some(column) = logprobs.as_mut() {
-                column.push(f64::NAN);
-            }
-            if event.finish_reason.is_some() {
-                finish_reason = event.finish_reason.map(|r| r.as_str().to_owned());
-                stop_sequence = event.stop_sequence;
+/// Writes the first events of `events` that fit into `columns` and returns the batch text
+/// and how many it wrote (at least one).
+fn write_columns(events: &[TokenEvent], columns: &mut [f64]) -> (String, usize) {
+    let header = READ_HEADER as usize;
+    let stride = READ_STRIDE as usize;
+    // How many fit: rows grow from the header, top pairs after the last row.
+    let (mut count, mut pairs) = (0usize, 0usize);
+    for event in events {
+        let need = header + (count + 1) * stride + 2 * (pairs + event.top_logprobs.len());
+        if need > columns.len() && count > 0 {
+            break;
+        }
+        count += 1;
+        pairs += event.top_logprobs.len();
+    }
+    let events = &events[..count];
+    let mut text = String::with_capacity(events.iter().map(|e| e.text.len()).sum());
+    let mut end = 0usize;
+    let mut pair_at = header + count * stride;
+    for (i, event) in events.iter().enumerate() {
+        end += event.text.encode_utf16().count();
+        text.push_str(&event.text);
+        let first_pair = pair_at;
+        for &(id, logprob) in &event.top_logprobs {
+            // Every pair of the events kept fits, but for a single event with more pairs
+            // than the columns hold: it keeps its first (most likely) ones.
+            if pair_at + 2 <= columns.len() {
+                columns[pair_at] = f64::from(id);
+                columns[pair_at + 1] = f64::from(logprob);
+                pair_at += 2;
             }
         }
-        Self {
-            text,
-            ends: ends.into(),
-            ids: ids.into(),
-            logprobs: logprobs.map(Float64Array::new),
-            finish_reason,
-            stop_sequence,
-            done,
-            error,
+        let row = &mut columns[header + i * stride..header + (i + 1) * stride];
+        row[COL_END] = end as f64;
+        row[COL_ID] = event.token.map_or(f64::NAN, f64::from);
+        row[COL_LOGPROB] = event.logprob.map_or(f64::NAN, f64::from);
+        row[COL_TOP_AT] = first_pair as f64;
+        row[COL_TOP_COUNT] = ((pair_at - first_pair) / 2) as f64;
+        for (slot, (_, value)) in row[COL_STATS..].iter_mut().zip(event.stats.entries()) {
+            *slot = stat_number(value);
         }
     }
+    let last_ends = events.last().is_some_and(|e| e.finish_reason.is_some());
+    columns[0] = count as f64;
+    columns[2] = ((pair_at - header - count * stride) / 2) as f64;
+    columns[3] = if last_ends { 1.0 } else { 0.0 };
+    (text, count)
 }
 
 type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
@@ -98,6 +130,11 @@ type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
 #[napi]
 pub struct NativeStream {
     reader: StreamReader,
+    /// Events read but not handed out yet: the rest of a batch that did not fit the
+    /// columns (only with many top logprobs).
+    held: Mutex<VecDeque<TokenEvent>>,
+    /// What a read that ended in an error found, until `take_error`.
+    error: Mutex<Option<ErrorInfo>>,
     /// The readable callback; shared with the core's waker, dropped (released) on close.
     wake: Arc<Mutex<Option<Wake>>>,
     /// Whether the callback holds the event loop open: from a read that found nothing until
@@ -168,25 +205,10 @@ impl NativeStream {
         Ok(())
     }
 
-    fn new(reader: StreamReader) -> Self {
-        Self {
-            reader,
-            wake: Arc::new(Mutex::new(None)),
-            holding_loop: AtomicBool::new(false),
-            producer_thread: Mutex::new(None),
-            feeder: Mutex::new(None),
-        }
-    }
-}
-
-#[napi]
-impl NativeStream {
-    /// Takes the ready events (at most one buffer's worth); never blocks. When it finds
-    /// nothing, the readable callback holds Node's event loop open until the next read.
-    #[napi]
-    pub fn read(&self, env: Env) -> napi::Result<ReadResult> {
-        // A piece feeder fills the room first (the last read's batch frees its room only
-        // when the reader goes back to the channel, hence a second round).
+    /// One batch from the reader; a piece feeder fills the room first (the last read's
+    /// batch frees its room only when the reader goes back to the channel, hence a second
+    /// round).
+    fn read_batch(&self) -> mullama_core::error::Result<Batch> {
         let mut batch = Ok(Batch::Empty);
         for _ in 0..2 {
             let feeding = self.feed_pieces();
@@ -200,17 +222,76 @@ impl NativeStream {
                 break;
             }
         }
-        let (events, done, error) = match batch {
-            Ok(Batch::Events(events)) => (events, false, None),
-            Ok(Batch::Empty) => (Vec::new(), false, None),
-            Ok(Batch::End) => (Vec::new(), true, None),
-            Err(err) => (Vec::new(), true, Some(error_info(&err))),
+        batch
+    }
+
+    fn new(reader: StreamReader) -> Self {
+        Self {
+            reader,
+            held: Mutex::new(VecDeque::new()),
+            error: Mutex::new(None),
+            wake: Arc::new(Mutex::new(None)),
+            holding_loop: AtomicBool::new(false),
+            producer_thread: Mutex::new(None),
+            feeder: Mutex::new(None),
+        }
+    }
+}
+
+#[napi]
+impl NativeStream {
+    /// Writes the ready events (at most one buffer's worth) into `columns` (READ_COLUMNS
+    /// numbers, laid out as READ_HEADER says) and returns their text, concatenated; never
+    /// blocks. When it finds nothing (state READ_EMPTY), the readable callback holds Node's
+    /// event loop open until the next read.
+    #[napi]
+    pub fn read(&self, env: Env, mut columns: Float64ArraySlice) -> napi::Result<String> {
+        // SAFETY: the array is the caller's and lives through this call; JS runs on this
+        // thread only, so nothing else touches it until the call returns.
+        let columns = unsafe { columns.as_mut() };
+        if columns.len() < READ_COLUMNS as usize {
+            return Err(type_error(format!(
+                "read() needs a Float64Array of READ_COLUMNS ({READ_COLUMNS}) numbers, got {}",
+                columns.len()
+            )));
+        }
+        let mut held = lock(&self.held);
+        let (state, text, written) = if !held.is_empty() {
+            let (text, count) = write_columns(held.make_contiguous(), columns);
+            held.drain(..count);
+            (READ_EVENTS, text, count)
+        } else {
+            match self.read_batch() {
+                Ok(Batch::Events(mut events)) => {
+                    let (text, count) = write_columns(&events, columns);
+                    held.extend(events.drain(count..));
+                    (READ_EVENTS, text, count)
+                }
+                Ok(Batch::Empty) => (READ_EMPTY, String::new(), 0),
+                Ok(Batch::End) => (READ_END, String::new(), 0),
+                Err(err) => {
+                    *lock(&self.error) = Some(error_info(&err));
+                    (READ_ERROR, String::new(), 0)
+                }
+            }
         };
-        let wait = events.is_empty() && !done;
+        if written == 0 {
+            columns[0] = 0.0;
+            columns[2] = 0.0;
+            columns[3] = 0.0;
+        }
+        columns[1] = f64::from(state);
+        let wait = state == READ_EMPTY;
         if wait != self.holding_loop.load(Ordering::Relaxed) {
             self.hold_loop(&env, wait)?;
         }
-        Ok(ReadResult::new(events, done, error))
+        Ok(text)
+    }
+
+    /// The error a read reported with state READ_ERROR (once).
+    #[napi]
+    pub fn take_error(&self) -> Option<ErrorInfo> {
+        lock(&self.error).take()
     }
 
     /// Registers `callback`, called (on Node's thread, with no arguments) when something
@@ -236,6 +317,7 @@ impl NativeStream {
     #[napi]
     pub fn close(&self) {
         self.reader.close();
+        lock(&self.held).clear();
         lock(&self.feeder).take();
         // Released: the callback no longer holds the loop (or the stream) alive.
         lock(&self.wake).take();
@@ -311,11 +393,24 @@ impl NativeProducer {
         self.inner.set_prompt_tokens(n as usize);
     }
 
-    /// Pushes one token; returns null to go on, or the reason the stream ended (the worker
-    /// is then told to stop). Never blocks: a push without room (the worker sent more than
-    /// the credits it was given) fails the stream instead.
+    /// Producer-reported peak memory in bytes (the engine's), carried in later events' stats.
     #[napi]
-    pub fn push(&self, token: u32, logprob: Option<f64>) -> Option<String> {
+    pub fn set_peak_memory(&self, bytes: f64) {
+        // Saturating: a negative or NaN report counts as 0.
+        self.inner.set_peak_memory(bytes as u64);
+    }
+
+    /// Pushes one token, with its alternatives as `[id, logprob, id, logprob, ...]` when
+    /// asked for; returns null to go on, or the reason the stream ended (the worker is then
+    /// told to stop). Never blocks: a push without room (the worker sent more than the
+    /// credits it was given) fails the stream instead.
+    #[napi]
+    pub fn push(
+        &self,
+        token: u32,
+        logprob: Option<f64>,
+        top_logprobs: Option<&[f64]>,
+    ) -> Option<String> {
         if self.inner.room() == 0 {
             self.inner.fail(format!(
                 "the engine worker sent token {token} beyond the stream's credits \
@@ -323,10 +418,12 @@ impl NativeProducer {
             ));
             return Some(FinishReason::Error.as_str().to_owned());
         }
-        match self
-            .inner
-            .push(token, logprob.map(|x| x as f32), Vec::new())
-        {
+        let top = top_logprobs
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .map(|pair| (pair[0] as u32, pair[1] as f32))
+            .collect();
+        match self.inner.push(token, logprob.map(|x| x as f32), top) {
             Ok(PushOutcome::Continue) => None,
             Ok(PushOutcome::Stop(reason)) => Some(reason.as_str().to_owned()),
             Err(_) => Some(FinishReason::Error.as_str().to_owned()),
@@ -408,32 +505,60 @@ impl StreamPair {
     }
 }
 
-/// A stream of token i = pieces[i] in order, then finish("stop"). Without `delayMs` the
-/// pieces are pushed on Node's thread as reads free room (the way the engine worker's tokens
-/// arrive); with it, a Rust thread waits `delayMs` before each token and stops as soon as the
-/// stream ends or is closed.
+/// A vocabulary given as one byte string and where each piece ends in it: the facade packs
+/// the pieces in JS (one Buffer.concat), which costs far less than a napi conversion of each
+/// piece.
+struct PackedPieces {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl TokenPieces for PackedPieces {
+    fn piece(&self, id: u32) -> Option<&[u8]> {
+        let i = id as usize;
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.bytes.get(start..end)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.ends.len()
+    }
+}
+
+/// A stream of token i = piece i in order, then finish("stop"); piece i is
+/// `bytes[ends[i - 1]..ends[i]]`. Without `delayMs` the pieces are pushed on Node's thread
+/// as reads free room (the way the engine worker's tokens arrive); with it, a Rust thread
+/// waits `delayMs` before each token and stops as soon as the stream ends or is closed.
 #[napi]
 pub fn stream_from_pieces(
-    pieces: Vec<Either<String, Buffer>>,
+    bytes: &[u8],
+    ends: &[u32],
     config: Value,
     delay_ms: Option<f64>,
 ) -> napi::Result<NativeStream> {
     let config = parse(&config).map_err(|info| type_error(info.message))?;
     let delay = Duration::try_from_secs_f64(delay_ms.unwrap_or(0.0) / 1e3)
         .map_err(|_| type_error("delayMs must be a finite number >= 0".to_owned()))?;
-    let table: Vec<Vec<u8>> = pieces
-        .into_iter()
-        .map(|piece| match piece {
-            Either::A(text) => text.into_bytes(),
-            Either::B(bytes) => bytes.to_vec(),
-        })
-        .collect();
-    let count = u32::try_from(table.len())
+    let ordered = ends
+        .iter()
+        .try_fold(0u32, |start, &end| (start <= end).then_some(end));
+    if !matches!(ordered, Some(last) if last as usize == bytes.len()) {
+        return Err(type_error(
+            "ends must rise from 0 to the length of bytes".to_owned(),
+        ));
+    }
+    let count = u32::try_from(ends.len())
         .map_err(|_| type_error("too many pieces for 32-bit token ids".to_owned()))?;
-    let pieces: Arc<dyn TokenPieces> = Arc::new(PieceTable::new(table));
+    let pieces: Arc<dyn TokenPieces> = Arc::new(PackedPieces {
+        bytes: bytes.to_vec(),
+        ends: ends.to_vec(),
+    });
     let (producer, consumer) = token_stream(&config, pieces).map_err(to_napi)?;
-    let stream = NativeStream::new(StreamReader::double_buffered(consumer, config.buffer_size));
     if delay.is_zero() {
+        // Reads take whole buffers: the feeder pushes only inside a read, so there is no
+        // producer to leave half the buffer to meanwhile (as `double_buffered` does).
+        let stream = NativeStream::new(StreamReader::new(consumer, config.buffer_size));
         *lock(&stream.feeder) = Some(PieceFeeder {
             producer,
             next: 0,
@@ -441,6 +566,7 @@ pub fn stream_from_pieces(
         });
         return Ok(stream);
     }
+    let stream = NativeStream::new(StreamReader::double_buffered(consumer, config.buffer_size));
     let handle = std::thread::Builder::new()
         .name("mullama-piece-producer".to_owned())
         .spawn(move || push_ids_in_order(&producer, count, delay))

@@ -120,3 +120,35 @@ test('bad arguments are typed errors', () => {
   assert.throws(() => streamFromPieces('abc'), TypeError);
   assert.throws(() => streamFromPieces(WORDS, new StreamConfig(), { delayMs: -1 }));
 });
+
+test('each event carries the statistics at that point, as Python tokens do', async () => {
+  const events = await readAll(streamFromPieces(WORDS));
+  // Five tokens, then the closing event (no token of its own).
+  assert.deepEqual(
+    events.map((e) => e.generationTokens),
+    [1, 2, 3, 4, 5, 5],
+  );
+  for (const [i, event] of events.entries()) {
+    assert.equal(typeof event.timeToFirstToken, 'number');
+    assert.ok(event.elapsed >= (i > 0 ? events[i - 1].elapsed : 0), 'elapsed never goes back');
+    assert.equal(event.promptTokens, 0);
+    assert.equal(event.peakMemory, 0, 'no engine, no memory report');
+    assert.deepEqual(event.topLogprobs, [], 'no alternatives unless asked for');
+    assert.equal(event.logprob, undefined);
+  }
+  const last = JSON.parse(JSON.stringify(events.at(-1)));
+  assert.equal(last.finishReason, 'stop');
+  assert.equal(last.generationTokens, 5);
+});
+
+test('a batch larger than one read is handed out whole, in order', async () => {
+  // 64 events per read at most; 1000 one-byte pieces with bufferSize 1000 take many reads.
+  const pieces = Array.from({ length: 1000 }, (_, i) => String.fromCharCode(97 + (i % 26)));
+  const events = await readAll(streamFromPieces(pieces, { bufferSize: 1000, maxTokens: 5000 }));
+  assert.equal(events.map((e) => e.text).join(''), pieces.join(''));
+  assert.deepEqual(events.slice(0, 1000).map((e) => e.id), pieces.map((_, i) => i));
+});
+
+test('a piece that is neither text nor bytes is a TypeError naming it', () => {
+  assert.throws(() => streamFromPieces(['a', 5]), (err) => err instanceof TypeError && /pieces\[1\]/.test(err.message));
+});

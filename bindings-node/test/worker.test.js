@@ -4,9 +4,11 @@
 const test = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const mullama = require('..');
-const { Model, Context, AsyncModel, StreamConfig, EngineExitedError, ContextLengthError } = mullama;
+const { Model, Context, AsyncModel, StreamConfig, EngineExitedError, ContextLengthError, ConfigError } = mullama;
 const { missing, canStartWorker, python, eventually, alive, sleep, REPO_ROOT } = require('./support');
 
 const GREEDY = { temperature: 0, maxTokens: 12, timeoutMs: 120_000 };
@@ -199,4 +201,93 @@ test('progress callbacks run while the stream does, and stop after it', async (t
   assert.deepEqual([...seen].sort((a, b) => a - b), seen, 'counts only grow');
   await sleep(100);
   assert.equal(seen.length, calls, 'no calls after the end');
+});
+
+test('events carry topLogprobs and the statistics, as Python tokens do', async (t) => {
+  const m = await defaultModel(t);
+  if (!m) return;
+  const stream = new Context(m).generateStream(PROMPT, { ...GREEDY, maxTokens: 4 }, { topLogprobs: 3 });
+  const events = [];
+  for await (const token of stream) events.push(token);
+  const tokens = events.filter((e) => e.id !== undefined && e.topLogprobs.length > 0);
+  assert.ok(tokens.length >= 1, 'the generated tokens carry alternatives');
+  for (const token of tokens) {
+    assert.equal(token.topLogprobs.length, 3);
+    const [best] = token.topLogprobs;
+    assert.equal(best[0], token.id, 'greedy picks the most likely alternative');
+    assert.ok(Math.abs(best[1] - token.logprob) < 1e-4, `${best[1]} vs ${token.logprob}`);
+    assert.ok(token.topLogprobs.every(([, lp], i, all) => i === 0 || all[i - 1][1] >= lp), 'best first');
+    assert.equal(token.promptTokens, stream.stats().promptTokens);
+    assert.ok(token.peakMemory > 0, 'the worker reports the engine peak memory');
+  }
+  assert.deepEqual(tokens.map((e) => e.generationTokens), tokens.map((_, i) => i + 1));
+  assert.ok(stream.stats().peakMemory > 0, 'stats().peakMemory comes from the engine');
+  const out = python(
+    [
+      'import json',
+      'from mullama import Model, Context, StreamConfig',
+      'm = Model.load()',
+      `s = Context(m).generate_stream(${JSON.stringify(PROMPT)}, StreamConfig(temperature=0, max_tokens=4), top_logprobs=3)`,
+      'print(json.dumps([[t for t, _ in e.top_logprobs] for e in s if e.top_logprobs]))',
+    ].join('\n'),
+    300_000,
+  );
+  assert.ok(out !== null, 'python generation failed');
+  assert.deepEqual(
+    tokens.map((e) => e.topLogprobs.map(([id]) => id)),
+    JSON.parse(out.trim().split('\n').at(-1)),
+    'the same alternatives as Python',
+  );
+});
+
+test('topLogprobs beyond the engine limit is a ConfigError naming it', async (t) => {
+  const m = await defaultModel(t);
+  if (!m) return;
+  for (const bad of [21, -1, 1.5, '3']) {
+    assert.throws(
+      () => new Context(m).generateStream(PROMPT, 2, { topLogprobs: bad }),
+      (err) => err instanceof ConfigError && err.field === 'topLogprobs' && err.value === String(bad),
+    );
+  }
+});
+
+test('an MLX model folder loads and generates what Python generates from it', async (t) => {
+  if (!canStartWorker()) return missing(t, 'the worker interpreter cannot import mullama');
+  if (python('import mlx.core, mlx_lm') === null) return missing(t, 'the worker interpreter has no mlx / mlx-lm');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mullama-node-mlx-'));
+  try {
+    const folder = path.join(dir, 'tiny-mlx');
+    const made = python(
+      `from mullama.testing.tiny_models import write_tiny_mlx_folder\nprint(write_tiny_mlx_folder(${JSON.stringify(folder)}))`,
+    );
+    assert.ok(made !== null, 'writing the tiny MLX folder failed');
+    const m = await Model.load(folder);
+    try {
+      assert.equal(m.engine, 'mlx');
+      assert.equal(m.path, folder);
+      assert.ok(m.tokenizer.vocabSize > 0, 'the folder tokenizer (tokenizer.json) loaded');
+      const config = { temperature: 0, maxTokens: 6, timeoutMs: 120_000 };
+      const result = await new Context(m).generate([1, 5, 9, 12], config);
+      assert.equal(result.tokens.length, 6);
+      const out = python(
+        [
+          'import json',
+          'from mullama import Model, Context, StreamConfig',
+          `m = Model.load(${JSON.stringify(folder)})`,
+          'r = Context(m).generate([1, 5, 9, 12], StreamConfig(temperature=0, max_tokens=6))',
+          'print(json.dumps({"engine": m.engine.name, "tokens": r.tokens, "text": r.text}))',
+        ].join('\n'),
+        300_000,
+      );
+      assert.ok(out !== null, 'python generation from the folder failed');
+      const expected = JSON.parse(out.trim().split('\n').at(-1));
+      assert.equal(expected.engine, 'mlx');
+      assert.deepEqual(result.tokens, expected.tokens);
+      assert.equal(result.text, expected.text);
+    } finally {
+      m.close();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -14,8 +14,12 @@ Front end -> worker:
 Worker -> front end:
     {"op": "ready", "model": {...}}   or   {"op": "load_error", "code": ..., "message": ...}
     {"op": "started", "stream": S, "prompt_tokens": n}
-    {"op": "token", "stream": S, "id": t, "logprob": x}
-    {"op": "end", "stream": S, "reason": "stop" | "length", "id": t | null}
+    {"op": "token", "stream": S, "id": t, "logprob": x, "top_logprobs": [[t, x], ...],
+     "peak_memory": bytes}
+    {"op": "end", "stream": S, "reason": "stop" | "length", "id": t | null, "peak_memory": bytes}
+
+"top_logprobs" comes only when asked for, "peak_memory" (the engine's, in bytes) only when it
+changed since the stream's last frame.
     {"op": "error", "stream": S, "code": CODE, "message": ...}
 
 Flow control is per stream: the worker sends at most the credits it was given (the stream's
@@ -37,8 +41,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from mullama._core import ConfigError, ContextLengthError, MullamaError, StreamConfig
-from mullama.errors import Superseded
+from mullama._core import MullamaError, StreamConfig
+from mullama.request import MAX_TOP_LOGPROBS, generation_request
 
 FRAME_HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 64 * 1024 * 1024
@@ -131,6 +135,8 @@ class WireProducer:
         self._credits = credits
         self._max_tokens = max_tokens
         self._pushed = 0
+        self._peak_memory = 0
+        self._peak_memory_sent = 0
         self._ended = False
         self._cancelled = False
         self._changed = threading.Condition()
@@ -171,8 +177,14 @@ class WireProducer:
         if self._cancelled or self._ended:
             signal.notify()
 
-    def set_peak_memory(self, _bytes: int) -> None:
-        pass  # the front end's stats do not report the worker's memory
+    def set_peak_memory(self, bytes: int) -> None:
+        self._peak_memory = int(bytes)
+
+    def _with_peak_memory(self, message: dict[str, Any]) -> dict[str, Any]:
+        """`message` with the engine's peak memory when it changed since the last frame."""
+        if self._peak_memory != self._peak_memory_sent:
+            message["peak_memory"] = self._peak_memory_sent = self._peak_memory
+        return message
 
     @property
     def stop_reason(self) -> str | None:
@@ -197,7 +209,7 @@ class WireProducer:
             message["logprob"] = float(logprob)
         if top_logprobs:
             message["top_logprobs"] = [[int(t), float(lp)] for t, lp in top_logprobs]
-        self._send(message)
+        self._send(self._with_peak_memory(message))
         self._pushed += 1
         if self._pushed >= self._max_tokens:
             # The front end's core ends the stream here too; saying so keeps the protocol
@@ -210,14 +222,18 @@ class WireProducer:
             return
         self._ended = True
         if not self._cancelled:
-            self._send({"op": "end", "stream": self.stream_id, "reason": reason, "id": token})
+            end = {"op": "end", "stream": self.stream_id, "reason": reason, "id": token}
+            self._send(self._with_peak_memory(end))
 
     def fail(self, exc: BaseException) -> None:
         with self._changed:
+            ended = self._ended
             self._ended = True  # also wakes a push waiting for credit (job.cancel)
             self._changed.notify_all()
         self._wake_scheduler()
-        if self._cancelled:
+        if self._cancelled or ended:
+            # As the core's producer: after the end (or a cancel) a failure is not news; a
+            # newer generation cancelling a job that just finished must not send an error.
             return
         self._send(
             {
@@ -229,33 +245,13 @@ class WireProducer:
         )
 
 
-class WorkerContext:
-    """One front-end Context: a KV sequence on the model, running one generation at a time."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.n_ctx = model.n_ctx  # what a Context holds on this engine (llama.cpp caps it)
-        self.sequence = model.engine.new_sequence(self.n_ctx)
-        self.job: Any = None
-
-    def stop(self) -> None:
-        job = self.job
-        if job is not None and job.is_running():
-            job.cancel(Superseded())
-            job.join()
-
-    def close(self) -> None:
-        self.stop()
-        self.model.scheduler.call(self.sequence.close)
-
-
 class Worker:
     """Dispatches the front end's frames; generations run on the producer's threads."""
 
     def __init__(self, model: Any, writer: FrameWriter) -> None:
         self.model = model
         self.writer = writer
-        self.contexts: dict[int, WorkerContext] = {}
+        self.contexts: dict[int, Any] = {}  # mullama.context.Context by front-end id
         self.streams: dict[int, WireProducer] = {}
         self.jobs: list[Any] = []
         self._lock = threading.Lock()
@@ -280,15 +276,22 @@ class Worker:
             raise ValueError(f"unknown op {op!r}")
 
     def generate(self, message: dict[str, Any]) -> None:
+        from mullama.context import Context
         from mullama.scheduler import GenerationJob
 
         stream_id = int(message["stream"])
         try:
-            config = StreamConfig(**message.get("config", {}))
+            request = generation_request(
+                message.get("prompt"),
+                StreamConfig(**message.get("config", {})),
+                messages=message.get("messages"),
+                top_logprobs=int(message.get("top_logprobs", 0)),
+            )
             context = self.contexts.get(int(message["context"]))
             if context is None:
-                context = self.contexts[int(message["context"])] = WorkerContext(self.model)
-            ids = self.prompt_ids(message, context, config.max_tokens)
+                context = self.contexts[int(message["context"])] = Context(self.model)
+            # The Context checks that the prompt fits (ContextLengthError), as in Python.
+            ids = context.prompt_ids(request)
         except Exception as exc:  # noqa: BLE001 - reported to the stream, the worker goes on
             self.writer.send(
                 {
@@ -299,7 +302,7 @@ class Worker:
                 }
             )
             return
-        context.stop()
+        config = request.config
         producer = WireProducer(
             stream_id,
             int(message.get("credits", config.buffer_size)),
@@ -307,42 +310,29 @@ class Worker:
             self.writer.send,
         )
         self.streams[stream_id] = producer
-        job = GenerationJob(
-            self.model.scheduler,
-            context.sequence,
-            ids,
-            config,
-            producer,  # type: ignore[arg-type]  # the core producer's interface, over the wire
-            self.model.end_of_generation_ids,
-            int(message.get("top_logprobs", 0)),
-            lambda _job: self.streams.pop(stream_id, None),
-        )
-        context.job = job
-        job.start()
 
-    def prompt_ids(self, message: dict[str, Any], context: WorkerContext, max_tokens: int):
-        if "messages" in message:
-            ids = self.model.chat_ids(message["messages"])
-        elif "prompt" in message:
-            ids = self.model.prompt_ids(message["prompt"])
-        else:
-            raise ConfigError("a generate request needs a prompt or messages")
-        if not ids:
-            raise ConfigError("the prompt is empty: it has no tokens")
-        if len(ids) + max_tokens > context.n_ctx:
-            raise ContextLengthError(
-                f"prompt of {len(ids)} tokens plus maxTokens={max_tokens} exceeds the context "
-                f"of {context.n_ctx} tokens (shorten the prompt or lower maxTokens)"
+        def exited(job: Any, context_exited: Any) -> None:
+            self.streams.pop(stream_id, None)
+            context_exited(job)
+
+        context.start_job(
+            lambda sequence, on_exit: GenerationJob(
+                self.model.scheduler,
+                sequence,
+                ids,
+                config,
+                producer,  # type: ignore[arg-type]  # the core producer's interface, over the wire
+                self.model.end_of_generation_ids,
+                request.top_logprobs,
+                lambda job: exited(job, on_exit),
             )
-        return ids
+        )
 
     def shutdown(self) -> None:
         for producer in list(self.streams.values()):
             producer.cancel()
         for context in list(self.contexts.values()):
-            job = context.job
-            if job is not None:
-                job.join(JOIN_ON_EXIT_S)
+            context.wait_idle(JOIN_ON_EXIT_S)
 
 
 def model_info(model: Any) -> dict[str, Any]:
@@ -362,6 +352,7 @@ def model_info(model: Any) -> dict[str, Any]:
         "tokenizer": tokenizer,
         "end_of_generation_ids": sorted(model.end_of_generation_ids),
         "chat_template": model.chat_template,
+        "max_top_logprobs": MAX_TOP_LOGPROBS,
     }
 
 

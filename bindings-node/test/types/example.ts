@@ -31,7 +31,15 @@ async function main(): Promise<void> {
   console.log(reason, stream.tokensGenerated, stream.tokensPerSecond().toFixed(1), stream.stats().timeToFirstToken);
 
   const result: GenerationResult = await context.generate('2 + 2 =', { maxTokens: 8, temperature: 0 });
-  console.log(result.text, result.tokens.length, result.finishReason);
+  console.log(result.text, result.tokens.length, result.finishReason, result.logprobs[0]?.toFixed(3));
+
+  // Each event carries what Python's Token does: alternatives and the statistics at that point.
+  for await (const token of context.generateStream('Hi', 4, { topLogprobs: 3 })) {
+    for (const [id, logprob] of token.topLogprobs) console.log(id.toFixed(0), logprob.toFixed(3));
+    const ttft: number | null = token.timeToFirstToken;
+    const stats: number[] = [token.promptTokens, token.promptTps, token.generationTokens, token.generationTps];
+    console.log(ttft, stats, token.elapsed, token.peakMemory.toFixed(2));
+  }
 
   for await (const token of context.chat([{ role: 'user', content: 'Hi' }], 16)) process.stdout.write(token.text);
 
@@ -64,6 +72,10 @@ async function main(): Promise<void> {
   new StreamConfig({ topQ: 1 });
   // @ts-expect-error a prompt is text or token ids
   context.generateStream({ prompt: 'x' });
+  // @ts-expect-error topLogprobs is a count
+  context.generateStream('x', 4, { topLogprobs: true });
+  // @ts-expect-error an event's alternatives are read-only
+  (await stream.next()).value?.topLogprobs.push([1, 0]);
   // @ts-expect-error finishReason is one of five strings
   const wrong: 'done' = stream.finishReason;
   void wrong;

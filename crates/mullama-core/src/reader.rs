@@ -56,11 +56,16 @@ impl ReaderState {
     }
 
     fn deliver(&mut self, event: TokenEvent) -> TokenEvent {
+        self.note_end(&event);
+        event
+    }
+
+    /// Remembers how the stream ended when `event` is the last one.
+    fn note_end(&mut self, event: &TokenEvent) {
         if event.finish_reason.is_some() {
             self.finish_reason = event.finish_reason;
             self.stop_sequence.clone_from(&event.stop_sequence);
         }
-        event
     }
 
     fn settle(&mut self, batch: Result<Batch>) -> Result<Read> {
@@ -87,10 +92,17 @@ impl ReaderState {
     /// Hands out a whole batch read from the channel (noting the end it may carry).
     fn settle_batch(&mut self, batch: Result<Batch>) -> Result<Batch> {
         match batch {
-            Ok(Batch::Events(events)) => {
-                let mut delivered: Vec<TokenEvent> = self.ready.by_ref().collect();
-                delivered.extend(events.into_iter().map(|e| self.deliver(e)));
-                Ok(Batch::Events(delivered))
+            Ok(Batch::Events(mut events)) => {
+                for event in &events {
+                    self.note_end(event);
+                }
+                if self.ready.len() > 0 {
+                    // Only when two threads read one stream at once: keep arrival order.
+                    let mut delivered: Vec<TokenEvent> = self.ready.by_ref().collect();
+                    delivered.append(&mut events);
+                    events = delivered;
+                }
+                Ok(Batch::Events(events))
             }
             Ok(Batch::Empty) if self.ended => Ok(Batch::End),
             Ok(Batch::Empty) => Ok(Batch::Empty),
@@ -157,8 +169,10 @@ impl StreamReader {
         let mut state = lock(&self.state);
         if state.ready.len() > 0 {
             let events: Vec<TokenEvent> = state.ready.by_ref().collect();
-            let delivered = events.into_iter().map(|e| state.deliver(e)).collect();
-            return Ok(Batch::Events(delivered));
+            for event in &events {
+                state.note_end(event);
+            }
+            return Ok(Batch::Events(events));
         }
         if state.ended {
             return Ok(Batch::End);
