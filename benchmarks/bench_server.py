@@ -102,6 +102,9 @@ async def one_client(
                 else:
                     trace.gaps.append(now - last)
                 last = now
+    if not trace.tokens:
+        # A server that sends no usage chunk (llama-cpp-python's): count the text chunks.
+        trace.tokens = len(trace.arrivals)
     return trace
 
 
