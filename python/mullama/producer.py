@@ -11,16 +11,21 @@ import queue
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from mullama.errors import Interrupted
 
-if TYPE_CHECKING:
-    from mullama.scheduler import GenerationJob
-
 T = TypeVar("T")
 
-_running_jobs: weakref.WeakSet[GenerationJob] = weakref.WeakSet()
+
+class RunningJob(Protocol):
+    """What the exit hook needs of a running generation (a scheduler's GenerationJob)."""
+
+    def cancel(self, reason: BaseException | None = None) -> None: ...
+    def join(self, timeout: float | None = None) -> bool: ...
+
+
+_running_jobs: weakref.WeakSet[RunningJob] = weakref.WeakSet()
 
 
 def running_jobs() -> int:
@@ -28,12 +33,12 @@ def running_jobs() -> int:
     return len(_running_jobs)
 
 
-def track_job(job: GenerationJob) -> None:
+def track_job(job: RunningJob) -> None:
     """Counts `job` as running until `untrack_job` (stopped at interpreter exit)."""
     _running_jobs.add(job)
 
 
-def untrack_job(job: GenerationJob) -> None:
+def untrack_job(job: RunningJob) -> None:
     _running_jobs.discard(job)
 
 
