@@ -126,7 +126,7 @@ def test_beyond_parallel_and_queue_a_request_gets_503_with_retry_after(
     # the test needs, whatever the speed of the machine.
     model = Model.load(tiny_model_path, engine=engine_name, parallel=1)
     hog = Context(model).generate_stream(
-        COUNTING, StreamConfig(max_tokens=1000, buffer_size=1, timeout_ms=0)
+        COUNTING, StreamConfig(max_tokens=1000, buffer_size=1, timeout_ms=0, temperature=0)
     )
     running = start_server(model, max_concurrent=1, max_queue=1)
     served = running.app.state.mullama.served

@@ -83,10 +83,11 @@ def test_client_disconnect_stops_the_forward_pass(server, started_generations, p
 
 # Non-streaming requests on each route, long enough to run thousands of tokens if not stopped.
 NON_STREAMING = {
-    "/v1/completions": {"prompt": COUNTING, "max_tokens": 8000},
+    "/v1/completions": {"prompt": COUNTING, "max_tokens": 8000, "temperature": 0},
     "/v1/chat/completions": {
         "messages": [{"role": "user", "content": COUNTING}],
         "max_tokens": 8000,
+        "temperature": 0,
     },
     "/api/generate": {
         "prompt": COUNTING,
@@ -140,7 +141,13 @@ def test_abandoned_non_streaming_request_stops_the_forward_pass(
 def test_queued_request_whose_client_left_never_starts(server_factory, monkeypatch, poll):
     running = server_factory(max_concurrent=1)
     asked, started, cancelled = record_starts(running, monkeypatch)
-    body = {"model": MODEL_NAME, "prompt": COUNTING, "max_tokens": 8000, "stream": True}
+    body = {
+        "model": MODEL_NAME,
+        "prompt": COUNTING,
+        "max_tokens": 8000,
+        "temperature": 0,
+        "stream": True,
+    }
     with httpx.stream("POST", running.url + "/v1/completions", json=body, timeout=60) as first:
         lines = first.iter_lines()
         assert next(lines).startswith("data: ")  # the one slot is taken

@@ -149,7 +149,9 @@ def test_sigterm_tells_every_open_websocket_before_closing(tiny_model_path, poll
 
 def _shut_down_with_two_sockets(proc, busy, idle) -> None:
     """One socket mid-reply, one idle; SIGTERM: each gets the event, then close code 1012."""
-    busy.send(json.dumps({"id": "b", "prompt": "1, 2, 3, 4,", "max_tokens": 8000}))
+    busy.send(
+        json.dumps({"id": "b", "prompt": "1, 2, 3, 4,", "max_tokens": 8000, "temperature": 0})
+    )
     assert json.loads(busy.recv(timeout=60))["type"] == "token"
     idle.send(json.dumps({"id": "i", "prompt": "Hi", "max_tokens": 2}))
     while json.loads(idle.recv(timeout=60))["type"] != "done":
