@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, final
 
-from typing_extensions import Self
+from typing_extensions import Buffer, Self
 
 __version__: str
 
@@ -228,6 +228,12 @@ def gguf_metadata(path: str | PathLike[str], full_arrays: bool = False) -> dict[
 
 def pretokenize(kind: str, text: str) -> list[str]:
     """The words pre-tokenizer `kind` (a tokenizer.ggml.pre name) cuts `text` into."""
+
+# ---------------------------------------------------------------- logits
+
+def summarize_logits(logits: Buffer) -> tuple[int, float, float] | None:
+    """(argmax, max, log_sum_exp) of a 1-D C-contiguous float32 buffer (a token's logprob is
+    its logit minus log_sum_exp); None when the buffer is empty or holds a NaN."""
 
 # ---------------------------------------------------------------- the stream
 

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 mod config;
 mod errors;
 mod gguf;
+mod logits;
 mod signal;
 mod stream;
 mod token;
@@ -17,6 +18,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     gguf::register(m)?;
+    logits::register(m)?;
     signal::register(m)?;
     stream::register(m)?;
     tokenizer::register(m)?;

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from mullama._core import ContextLengthError, GenerationError, ModelLoadError
+from mullama._core import ContextLengthError, GenerationError, ModelLoadError, summarize_logits
 from mullama.engines.base import (
     Engine,
     EngineSequence,
@@ -109,6 +109,16 @@ def _peak_rss_bytes() -> int:
     everything else in the process (one getrusage call: cheap enough for every token)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # bytes there, KiB on Linux
+
+
+def _summarize(logits: np.ndarray) -> tuple[int, float, float]:
+    """(argmax, max, log-sum-exp) of one row of logits, by the core (vectorized, no GIL)."""
+    # A view re-exports the buffer with NumPy's own format code ("f"); one made over a ctypes
+    # pointer exports ctypes' "<f", which the core's buffer check does not take.
+    summary = summarize_logits(logits.view(np.float32))
+    if summary is None:
+        raise GenerationError("the model produced NaN logits (no distribution to sample from)")
+    return summary
 
 
 class _Aborted(Exception):
@@ -601,9 +611,11 @@ class LlamaCppEngine(Engine):
         sampler = seq.sampler
         assert sampler is not None
         raw = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, index), (self._n_vocab,))
+        summary = None
         if sampler.penalty is None and sampler.chain is None:
             logits = raw
-            token = int(np.argmax(raw))
+            summary = _summarize(raw)
+            token = summary[0]
         else:
             cand = self._cand
             cand["id"] = self._vocab_ids
@@ -626,8 +638,7 @@ class LlamaCppEngine(Engine):
                     raise GenerationError("llama.cpp's sampler chain selected no token")
                 token = int(cand["id"][arr.selected])
         sampler.accept(token)
-        top_max = float(logits.max())
-        lse = top_max + float(np.log(np.exp(logits - top_max).sum()))
+        lse = (summary or _summarize(logits))[2]
         top = None
         if top_n:
             k = min(top_n, self._n_vocab)
