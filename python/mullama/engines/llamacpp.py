@@ -112,7 +112,7 @@ def _peak_rss_bytes() -> int:
 
 
 def _summarize(logits: np.ndarray) -> tuple[int, float, float]:
-    """(argmax, max, log-sum-exp) of one row of logits, by the core (vectorized, no GIL)."""
+    """(argmax, max, log-sum-exp) of one row of logits, by the core (vectorized)."""
     # A view re-exports the buffer with NumPy's own format code ("f"); one made over a ctypes
     # pointer exports ctypes' "<f", which the core's buffer check does not take.
     summary = summarize_logits(logits.view(np.float32))
