@@ -57,7 +57,7 @@ def test_run_on_ollama_with_flags(server):
 
 def test_remote_errors_are_one_line(server):
     missing = mullama("run", "--remote", server.url + "/v1", "--model", "absent", "Hi")
-    assert missing.returncode == 1
+    assert missing.returncode == 3  # as for a local model that cannot be found
     assert "does not serve the model 'absent'" in missing.stderr
     no_model = mullama("run", "--remote", server.url + "/v1", "Hi")
     assert no_model.returncode == 2 and "--remote needs --model" in no_model.stderr

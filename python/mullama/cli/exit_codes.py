@@ -3,7 +3,7 @@
 0    success (also when the reader of a pipe goes away early, like `| head`)
 1    generation failed, or any other error
 2    bad usage: unknown flag, invalid value (e.g. --top-p 2)
-3    the model could not be found or loaded
+3    the model could not be found or loaded (also a remote server that does not serve it)
 4    the generation timed out (--timeout)
 5    the prompt does not fit in the context
 130  interrupted (Ctrl+C)
@@ -23,6 +23,7 @@ from mullama import (
     StreamTimeoutError,
     TokenizerError,
 )
+from mullama.remote.errors import RemoteModelNotFoundError
 
 
 class ExitCode(IntEnum):
@@ -44,7 +45,7 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return ExitCode.INTERRUPTED
     if isinstance(exc, (UsageError, ConfigError, TokenizerError)):
         return ExitCode.USAGE
-    if isinstance(exc, ModelLoadError):
+    if isinstance(exc, ModelLoadError | RemoteModelNotFoundError):
         return ExitCode.MODEL_LOAD
     if isinstance(exc, StreamTimeoutError):
         return ExitCode.TIMEOUT
