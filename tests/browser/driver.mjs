@@ -1,6 +1,7 @@
 // A headless chromium for the pytest suite, driven over stdin/stdout: one JSON command per
 // line in, one JSON reply per line out ({id, ok, value} or {id, ok: false, error}). The test
-// logic stays in Python (tests/browser_page.py); this only turns commands into playwright calls.
+// logic stays in Python (tests/browser_driver.py, tests/test_browser_chat_page.py); this only
+// turns commands into playwright calls.
 //
 // Usage: node driver.mjs USER_DATA_DIR   (a fresh, empty folder; removed by the caller)
 import readline from "node:readline";
