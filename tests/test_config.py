@@ -116,6 +116,13 @@ def test_single_str_stop_is_one_stop_sequence():
     assert StreamConfig(stop_sequences=("a", "b")).stop_sequences == ["a", "b"]
 
 
+@pytest.mark.parametrize("stops", ["\ud800", ["ok", "a\udfffb"]])
+def test_a_lone_surrogate_in_a_stop_is_a_config_error_naming_the_field(stops):
+    with pytest.raises(ConfigError, match="stop_sequences.*lone surrogate") as caught:
+        StreamConfig(stop_sequences=stops)
+    assert caught.value.field == "stop_sequences"
+
+
 def test_stop_sequences_getter_returns_a_copy():
     config = StreamConfig(stop_sequences=["a"])
     config.stop_sequences.append("b")

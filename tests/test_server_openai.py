@@ -309,6 +309,10 @@ def test_prompt_over_the_context_is_400(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model=MODEL_NAME, messages=MESSAGES, max_tokens=10**7)
     assert info.value.code == "context_length_exceeded"
+    assert info.value.param == "messages"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model=MODEL_NAME, prompt="Hi", max_tokens=10**7)
+    assert (info.value.code, info.value.param) == ("context_length_exceeded", "prompt")
 
 
 def test_oversized_body_is_413(server_factory):

@@ -153,3 +153,56 @@ def test_ctrl_c_stops_mullama_run_while_it_reads_a_long_prompt(default_model) ->
     assert code == 130
     # The compute stops within the prompt-stop budget; the rest is the interpreter's exit.
     assert took < PROMPT_STOP_BUDGET_S + 0.5, f"exited {took:.2f} s after Ctrl+C"
+
+
+def test_a_client_leaving_stops_the_servers_long_prompt_read_at_once(default_model) -> None:
+    """The server's form of the close: a non-streaming client that hangs up while its long
+    prompt is read stops the read within the budget (issue 9, item 2: a disconnect)."""
+    import json
+    import socket
+
+    from server_fixtures import DEFAULT_NAME, start_server
+
+    running = start_server(default_model, DEFAULT_NAME)
+    try:
+        served = running.app.state.mullama.served
+        started = []
+        start = served.start
+
+        async def recording_start(request, **options):
+            started.append(await start(request, **options))
+            return started[-1]
+
+        served.start = recording_start
+        sentence = " the quick brown fox jumps over the lazy dog"
+        # As long a prompt as the served context holds (4096 or 8192 tokens by engine).
+        repeats = (served.n_ctx - 64) // len(default_model.tokenize(sentence))
+        body = {
+            "model": DEFAULT_NAME,
+            "prompt": sentence * repeats,
+            "max_tokens": 4,
+            "temperature": 0,
+        }
+        data = json.dumps(body).encode()
+        host, port = running.url.removeprefix("http://").split(":")
+        client = socket.create_connection((host, int(port)), timeout=10)
+        client.sendall(
+            f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        try:
+            _wait_for(lambda: started)
+            job = started[0].job
+            # Some chunks are in: the read is under way.
+            _wait_for(lambda: job.prefill_tokens and len(job.prompt_left) < job.prefill_tokens - 8)
+            assert job.is_running() and job.tokens_computed == 0
+        finally:
+            left_at = time.monotonic()
+            client.close()
+        assert job.join(timeout=30)
+        took = time.monotonic() - left_at
+        assert job.tokens_computed == 0
+        assert took < PROMPT_STOP_BUDGET_S, f"the read went on {took:.2f} s after the client left"
+    finally:
+        running.stop()

@@ -262,7 +262,7 @@ fn to_bool(field: &'static str, v: &Bound<'_, PyAny>) -> PyResult<bool> {
 
 fn to_stops(field: &'static str, v: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     if let Ok(s) = v.cast::<PyString>() {
-        return Ok(vec![s.to_str()?.to_owned()]);
+        return Ok(vec![utf8_stop(field, v, s)?]);
     }
     let not_strings = || {
         config_error(
@@ -285,7 +285,23 @@ fn to_stops(field: &'static str, v: &Bound<'_, PyAny>) -> PyResult<Vec<String>> 
                 format!("items must be str, found {}", type_name(&item)),
             )
         })?;
-        stops.push(s.to_str()?.to_owned());
+        stops.push(utf8_stop(field, v, s)?);
     }
     Ok(stops)
+}
+
+/// A stop string as UTF-8; a lone surrogate ("\ud800") has no UTF-8 form, so it is a
+/// config error naming the field, not Python's UnicodeEncodeError.
+fn utf8_stop(
+    field: &'static str,
+    whole: &Bound<'_, PyAny>,
+    s: &Bound<'_, PyString>,
+) -> PyResult<String> {
+    s.to_str().map(str::to_owned).map_err(|_| {
+        config_error(
+            field,
+            repr_of(whole),
+            "must be valid Unicode text (it holds a lone surrogate)",
+        )
+    })
 }

@@ -117,7 +117,7 @@ async def start_generation(
         request = generation_request(prompt, messages=messages, top_logprobs=top_logprobs, **fields)
         return await served.start(request, n_ctx=n_ctx, default_length=default_length)
     except MullamaError as exc:
-        raise from_mullama_error(exc) from exc
+        raise from_mullama_error(exc, "prompt" if messages is None else "messages") from exc
     except ServerBusy as exc:
         raise APIError(
             503, str(exc), type="server_error", code="server_busy", retry_after=RETRY_AFTER_S

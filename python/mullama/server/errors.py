@@ -59,10 +59,11 @@ def bad_param(param: str, message: str) -> APIError:
     return APIError(400, message, param=param, code="invalid_value")
 
 
-def from_mullama_error(exc: MullamaError) -> APIError:
-    """The API error for a mullama exception, raised starting a generation or while it runs."""
+def from_mullama_error(exc: MullamaError, prompt_field: str = "messages") -> APIError:
+    """The API error for a mullama exception, raised starting a generation or while it runs;
+    a prompt over the context names `prompt_field`, the request field that holds the prompt."""
     if isinstance(exc, ContextLengthError):
-        return APIError(400, str(exc), param="messages", code="context_length_exceeded")
+        return APIError(400, str(exc), param=prompt_field, code="context_length_exceeded")
     if isinstance(exc, (ConfigError, TokenizerError)):
         return APIError(400, str(exc), code="invalid_value")
     # The core's GenerationError already says "generation failed: ..."; others get it here.
