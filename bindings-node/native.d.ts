@@ -184,7 +184,8 @@ export declare function streamConfigFields(): Array<ConfigField>
 
 /**
  * A stream of token i = piece i in order, then finish("stop"); piece i is
- * `bytes[ends[i - 1]..ends[i]]`, pushed by a Rust thread as fast as the buffer takes them
- * or, with `delayMs`, one every `delayMs`; it stops as soon as the stream ends or is closed.
+ * `bytes[ends[i - 1]..ends[i]]`. Without `delayMs` the pieces are pushed on Node's thread
+ * as reads free room (the way the engine worker's tokens arrive); with it, a Rust thread
+ * waits `delayMs` before each token and stops as soon as the stream ends or is closed.
  */
 export declare function streamFromPieces(bytes: Uint8Array, ends: Uint32Array, config: any, delayMs?: number | undefined | null): NativeStream

@@ -244,8 +244,8 @@ class TokenStream {
 
 /**
  * A stream over a fixed list of pieces (token i = pieces[i], strings or Buffers), pushed in
- * order by a native thread as fast as the buffer takes them (or one every `delayMs`); for
- * tests of code that consumes streams.
+ * order as the consumer reads (or by a native thread every `delayMs`); for tests of code that
+ * consumes streams.
  */
 function streamFromPieces(pieces, config, options = {}) {
   if (!Array.isArray(pieces)) throw new TypeError('pieces must be an array of strings or Buffers');

@@ -10,9 +10,3 @@ mod config;
 mod errors;
 mod stream;
 mod tokenizer;
-
-/// Events are allocated on the producer's thread and freed on Node's: glibc's malloc makes
-/// such cross-thread frees contend for one arena; mimalloc frees them into the owner's heap
-/// without a lock (bench_node_stream.js: +20-25% with a producer thread).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -140,12 +140,54 @@ pub struct NativeStream {
     /// Whether the callback holds the event loop open: from a read that found nothing until
     /// the next read (a pending `await` must keep Node running; an idle stream must not).
     holding_loop: AtomicBool,
-    /// The thread of `streamFromPieces`, joined on close so none outlives its
+    /// The thread of `streamFromPieces` with a delay, joined on close so none outlives its
     /// stream.
     producer_thread: Mutex<Option<JoinHandle<()>>>,
+    /// `streamFromPieces` without a delay: each read first pushes pieces into the room the
+    /// consumer freed, on Node's thread, as the engine worker's tokens are pushed.
+    feeder: Mutex<Option<PieceFeeder>>,
+}
+
+struct PieceFeeder {
+    producer: TokenProducer,
+    next: u32,
+    count: u32,
+}
+
+impl PieceFeeder {
+    /// Pushes pieces while there is room; false once the stream is finished or stopped.
+    fn feed(&mut self) -> bool {
+        let mut room = self.producer.room();
+        while room > 0 {
+            if self.next == self.count {
+                self.producer.finish(FinishReason::Stop, None);
+                return false;
+            }
+            match self.producer.push(self.next, None, Vec::new()) {
+                Ok(PushOutcome::Continue) => {}
+                Ok(PushOutcome::Stop(_)) | Err(_) => return false,
+            }
+            self.next += 1;
+            room -= 1;
+        }
+        true
+    }
 }
 
 impl NativeStream {
+    /// Runs the piece feeder, if any; whether it still has pieces to push.
+    fn feed_pieces(&self) -> bool {
+        let mut feeder = lock(&self.feeder);
+        let Some(f) = feeder.as_mut() else {
+            return false;
+        };
+        let more = f.feed();
+        if !more {
+            feeder.take();
+        }
+        more
+    }
+
     #[expect(
         deprecated,
         reason = "napi-rs deprecates refer/unref for counting users; here they are N-API's \
@@ -163,8 +205,24 @@ impl NativeStream {
         Ok(())
     }
 
+    /// One batch from the reader; a piece feeder fills the room first (the last read's
+    /// batch frees its room only when the reader goes back to the channel, hence a second
+    /// round).
     fn read_batch(&self) -> mullama_core::error::Result<Batch> {
-        self.reader.try_read_batch_spinning(SPIN_BEFORE_WAITING)
+        let mut batch = Ok(Batch::Empty);
+        for _ in 0..2 {
+            let feeding = self.feed_pieces();
+            let spin = if feeding {
+                Duration::ZERO
+            } else {
+                SPIN_BEFORE_WAITING
+            };
+            batch = self.reader.try_read_batch_spinning(spin);
+            if !(feeding && matches!(batch, Ok(Batch::Empty))) {
+                break;
+            }
+        }
+        batch
     }
 
     fn new(reader: StreamReader) -> Self {
@@ -175,6 +233,7 @@ impl NativeStream {
             wake: Arc::new(Mutex::new(None)),
             holding_loop: AtomicBool::new(false),
             producer_thread: Mutex::new(None),
+            feeder: Mutex::new(None),
         }
     }
 }
@@ -259,6 +318,7 @@ impl NativeStream {
     pub fn close(&self) {
         self.reader.close();
         lock(&self.held).clear();
+        lock(&self.feeder).take();
         // Released: the callback no longer holds the loop (or the stream) alive.
         lock(&self.wake).take();
         if let Some(handle) = lock(&self.producer_thread).take() {
@@ -467,8 +527,9 @@ impl TokenPieces for PackedPieces {
 }
 
 /// A stream of token i = piece i in order, then finish("stop"); piece i is
-/// `bytes[ends[i - 1]..ends[i]]`, pushed by a Rust thread as fast as the buffer takes them
-/// or, with `delayMs`, one every `delayMs`; it stops as soon as the stream ends or is closed.
+/// `bytes[ends[i - 1]..ends[i]]`. Without `delayMs` the pieces are pushed on Node's thread
+/// as reads free room (the way the engine worker's tokens arrive); with it, a Rust thread
+/// waits `delayMs` before each token and stops as soon as the stream ends or is closed.
 #[napi]
 pub fn stream_from_pieces(
     bytes: &[u8],
@@ -494,9 +555,17 @@ pub fn stream_from_pieces(
         ends: ends.to_vec(),
     });
     let (producer, consumer) = token_stream(&config, pieces).map_err(to_napi)?;
-    // On its own thread even without a delay, as an engine's tokens come: detokenizing and
-    // stop scanning then run beside the consumer's loop instead of inside its reads
-    // (benchmarks/bench_node_stream.js: 3.2M tok/s against 2.4M pushed on Node's thread).
+    if delay.is_zero() {
+        // Reads take whole buffers: the feeder pushes only inside a read, so there is no
+        // producer to leave half the buffer to meanwhile (as `double_buffered` does).
+        let stream = NativeStream::new(StreamReader::new(consumer, config.buffer_size));
+        *lock(&stream.feeder) = Some(PieceFeeder {
+            producer,
+            next: 0,
+            count,
+        });
+        return Ok(stream);
+    }
     let stream = NativeStream::new(StreamReader::double_buffered(consumer, config.buffer_size));
     let handle = std::thread::Builder::new()
         .name("mullama-piece-producer".to_owned())
