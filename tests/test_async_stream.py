@@ -175,8 +175,10 @@ class ProbedStream(AsyncTokenStream):
     pushed_at_close: int | None = None
 
     def _release(self) -> None:
-        if self.pushed_at_close is None and self._stream is not None:
-            self.pushed_at_close = self._stream.tokens_generated
+        # The one hook every closing path (aclose, break, cancellation) goes through; the
+        # count is read through the public property, not the wrapped core stream.
+        if self.pushed_at_close is None:
+            self.pushed_at_close = self.tokens_generated
         super()._release()
 
 

@@ -54,8 +54,12 @@ def __getattr__(name: str) -> object:
         from mullama import conversation
 
         return getattr(conversation, name)
-    if name in ("Context", "GenerationResult"):
-        from mullama import context
+    if name == "Context":
+        from mullama.context import Context
 
-        return getattr(context, name)
+        return Context
+    if name == "GenerationResult":
+        from mullama.result import GenerationResult
+
+        return GenerationResult
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

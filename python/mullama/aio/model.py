@@ -19,10 +19,11 @@ from mullama._core import ConfigError, StreamConfig
 from mullama.aio.stream import AsyncTokenStream
 from mullama.aio.waitk import AsyncWaitkStream
 from mullama.chat import Message
-from mullama.context import Context, GenerationResult, ResultCollector
+from mullama.context import Context
 from mullama.model import Model
 from mullama.producer import run_on_producer_thread
 from mullama.request import GenerationRequest, takes_request
+from mullama.result import GenerationResult, ResultCollector
 from mullama.waitk import WaitkRequest, open_waitk, takes_waitk_request
 
 if TYPE_CHECKING:

@@ -15,9 +15,9 @@ import anyio.to_thread
 from mullama._core import StreamConfig, TokenStream
 from mullama.aio.stream import AsyncTokenStream
 from mullama.chat import Message
-from mullama.context import GenerationResult, ResultCollector
 from mullama.remote.backend import RemoteModel
 from mullama.request import GenerationRequest, takes_request
+from mullama.result import GenerationResult, ResultCollector
 
 
 class AsyncRemoteModel:

@@ -30,13 +30,13 @@ from mullama._core import (
     open_text_stream,
 )
 from mullama.chat import Message
-from mullama.context import GenerationResult, ResultCollector
 from mullama.errors import Interrupted
 from mullama.progress import ProgressTokenStream, with_progress
 from mullama.remote.errors import RemoteError, RemoteProtocolError, status_error
 from mullama.remote.http import HTTPRequest, Response, Stopped
 from mullama.remote.wire import Dialect, OllamaDialect, OpenAIDialect, Piece
 from mullama.request import GenerationRequest, takes_request
+from mullama.result import GenerationResult, ResultCollector
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 MAX_WHOLE_BODY_BYTES = 64 * 1024 * 1024
