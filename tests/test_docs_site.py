@@ -117,22 +117,42 @@ def test_pages_made_from_other_files(site: Path) -> None:
         assert (site / plot).is_file(), plot
 
 
-def _quickstart_commands() -> list[str]:
-    text = "\n" + (DOCS / "quickstart.md").read_text(encoding="utf-8")
+# Pages whose shell blocks this module runs as written, on the default model.
+RUN_PAGES = ("quickstart", "cli")
+# Shell blocks another test runs: the curl examples (test_server_docs.py).
+RUN_ELSEWHERE = {"server": "curl ", "server-api": "curl "}
+
+
+def _shell_blocks(page: str) -> list[tuple[str, bool]]:
+    """(code, marked `<!-- not-run: why -->`) of each bash block of docs/PAGE.md."""
+    text = "\n" + (DOCS / f"{page}.md").read_text(encoding="utf-8")
     return [
-        m["code"]
+        (m["code"], m["before"].strip().startswith("<!-- not-run"))
         for m in BASH_FENCE.finditer(text)
-        if not m["before"].strip().startswith("<!-- not-run")
     ]
 
 
+def _commands_to_run() -> list[str]:
+    return [code for page in RUN_PAGES for code, not_run in _shell_blocks(page) if not not_run]
+
+
 def test_quickstart_has_shell_commands() -> None:
-    assert _quickstart_commands()
+    assert [code for code, not_run in _shell_blocks("quickstart") if not not_run]
+
+
+def test_every_shell_block_is_run_or_says_why_not() -> None:
+    unrun = []
+    for path in sorted(DOCS.glob("*.md")):
+        for code, not_run in _shell_blocks(path.stem):
+            run = path.stem in RUN_PAGES or RUN_ELSEWHERE.get(path.stem, "\0") in code
+            if not run and not not_run:
+                unrun.append(f"{path.name}: {code.splitlines()[0]}")
+    assert not unrun, "shell blocks neither run by a test nor marked <!-- not-run: why -->"
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("block", _quickstart_commands())
-def test_quickstart_shell_commands_run(block: str, smollm2_path: Path) -> None:
+@pytest.mark.parametrize("block", _commands_to_run())
+def test_shell_commands_run(block: str, smollm2_path: Path) -> None:
     # `mullama` is the entry point installed next to this interpreter.
     bin_dir = Path(sys.executable).parent
     if not (bin_dir / "mullama").is_file():
