@@ -13,6 +13,10 @@ import pytest
 
 from needs import ENGINES, engine_available, gemma3_270m_path, missing
 
+# Test modules import helpers from the server plugin as well as loading it: its asserts are
+# rewritten either way.
+pytest.register_assert_rewrite("server_fixtures")
+
 # --- engines -----------------------------------------------------------------------
 
 

@@ -9,12 +9,15 @@ replies are real text, to check the whole path with a realistic model.
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from mullama.server import BackgroundServer, ServedModel, create_app
@@ -127,3 +130,37 @@ def server_log() -> Iterator[LogCapture]:
     logger.addHandler(capture)
     yield capture
     logger.removeHandler(capture)
+
+
+def record_starts(running: BackgroundServer, monkeypatch) -> tuple[list, list, list]:
+    """(requests that asked to start, Generations started, requests whose start was
+    cancelled) on `running`'s ServedModel."""
+    served = running.app.state.mullama.served
+    asked, started, cancelled = [], [], []
+    original = served.start
+
+    async def recording_start(request, **options):
+        asked.append(request)
+        try:
+            generation = await original(request, **options)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(request)
+            raise
+        started.append(generation)
+        return generation
+
+    monkeypatch.setattr(served, "start", recording_start)
+    return asked, started, cancelled
+
+
+def raw_post(url: str, path: str, body: dict) -> socket.socket:
+    """Sends a JSON POST on a raw socket, so the test decides exactly when the client leaves."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + data)
+    return sock

@@ -13,9 +13,10 @@ import sys
 import threading
 import time
 
-import anyio
 import httpx
 import pytest
+
+from server_fixtures import raw_post, record_starts
 
 pytest_plugins = ["server_fixtures"]
 
@@ -23,27 +24,6 @@ MODEL_NAME = "tiny"
 pytestmark = pytest.mark.timeout(180)
 
 COUNTING = "1, 2, 3, 4,"
-
-
-def record_starts(running, monkeypatch) -> tuple[list, list, list]:
-    """(requests that asked to start, Generations started, requests whose start was
-    cancelled) on `running`'s ServedModel."""
-    served = running.app.state.mullama.served
-    asked, started, cancelled = [], [], []
-    original = served.start
-
-    async def recording_start(request, **options):
-        asked.append(request)
-        try:
-            generation = await original(request, **options)
-        except anyio.get_cancelled_exc_class():
-            cancelled.append(request)
-            raise
-        started.append(generation)
-        return generation
-
-    monkeypatch.setattr(served, "start", recording_start)
-    return asked, started, cancelled
 
 
 @pytest.fixture
@@ -104,16 +84,7 @@ NON_STREAMING = {
 
 
 def _raw_post(url: str, path: str, body: dict) -> socket.socket:
-    """Sends a POST on a raw socket, so the test decides exactly when the client leaves."""
-    host, port = url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    data = json.dumps({"model": MODEL_NAME, "temperature": 0, **body}).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
-    )
-    sock.sendall(head.encode() + data)
-    return sock
+    return raw_post(url, path, {"model": MODEL_NAME, "temperature": 0, **body})
 
 
 @pytest.mark.parametrize("path", list(NON_STREAMING))

@@ -32,6 +32,14 @@ def _prefilling(ctx: Context) -> bool:
     return job is not None and job.is_running() and job.tokens_computed == 0
 
 
+def _assert_read_stopped(job, since: float, after: str) -> None:
+    """`job` stops within the budget from `since`, before its first token."""
+    assert job.join(timeout=30)
+    took = time.monotonic() - since
+    assert job.tokens_computed == 0
+    assert took < PROMPT_STOP_BUDGET_S, f"the prompt read went on {took:.2f} s after {after}"
+
+
 def test_close_stops_a_long_prompt_read_at_once(default_model) -> None:
     ctx = Context(default_model, truncate=True)
     stream = ctx.generate_stream(_long_prompt(default_model), max_tokens=8, timeout_ms=0)
@@ -40,10 +48,7 @@ def test_close_stops_a_long_prompt_read_at_once(default_model) -> None:
     assert _prefilling(ctx)
     closed_at = time.monotonic()
     stream.close()
-    assert job.join(timeout=30)
-    took = time.monotonic() - closed_at
-    assert job.tokens_computed == 0
-    assert took < PROMPT_STOP_BUDGET_S, f"the prompt read went on {took:.2f} s after close()"
+    _assert_read_stopped(job, closed_at, "close()")
 
 
 def test_the_deadline_stops_a_long_prompt_read_at_once(default_model) -> None:
@@ -155,25 +160,17 @@ def test_ctrl_c_stops_mullama_run_while_it_reads_a_long_prompt(default_model) ->
     assert took < PROMPT_STOP_BUDGET_S + 0.5, f"exited {took:.2f} s after Ctrl+C"
 
 
-def test_a_client_leaving_stops_the_servers_long_prompt_read_at_once(default_model) -> None:
+def test_a_client_leaving_stops_the_servers_long_prompt_read_at_once(
+    default_model, monkeypatch
+) -> None:
     """The server's form of the close: a non-streaming client that hangs up while its long
     prompt is read stops the read within the budget (issue 9, item 2: a disconnect)."""
-    import json
-    import socket
-
-    from server_fixtures import DEFAULT_NAME, start_server
+    from server_fixtures import DEFAULT_NAME, raw_post, record_starts, start_server
 
     running = start_server(default_model, DEFAULT_NAME)
     try:
         served = running.app.state.mullama.served
-        started = []
-        start = served.start
-
-        async def recording_start(request, **options):
-            started.append(await start(request, **options))
-            return started[-1]
-
-        served.start = recording_start
+        started = record_starts(running, monkeypatch)[1]
         sentence = " the quick brown fox jumps over the lazy dog"
         # As long a prompt as the served context holds (4096 or 8192 tokens by engine).
         repeats = (served.n_ctx - 64) // len(default_model.tokenize(sentence))
@@ -183,14 +180,7 @@ def test_a_client_leaving_stops_the_servers_long_prompt_read_at_once(default_mod
             "max_tokens": 4,
             "temperature": 0,
         }
-        data = json.dumps(body).encode()
-        host, port = running.url.removeprefix("http://").split(":")
-        client = socket.create_connection((host, int(port)), timeout=10)
-        client.sendall(
-            f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n".encode()
-            + data
-        )
+        client = raw_post(running.url, "/v1/completions", body)
         try:
             _wait_for(lambda: started)
             job = started[0].job
@@ -200,9 +190,6 @@ def test_a_client_leaving_stops_the_servers_long_prompt_read_at_once(default_mod
         finally:
             left_at = time.monotonic()
             client.close()
-        assert job.join(timeout=30)
-        took = time.monotonic() - left_at
-        assert job.tokens_computed == 0
-        assert took < PROMPT_STOP_BUDGET_S, f"the read went on {took:.2f} s after the client left"
+        _assert_read_stopped(job, left_at, "the client left")
     finally:
         running.stop()
