@@ -1,6 +1,7 @@
 """mullama's engines against mlx-lm and llama-cpp-python on the default model (SmolLM2-135M Q4_1).
 
-    python benchmarks/bench_engine.py [--quick] [--rounds N] [--max-tokens N]
+    python benchmarks/bench_engine.py [--quick] [--rounds N] [--pair-rounds N] [--processes N]
+                                      [--max-tokens N]
                                       [--no-llama] [--no-profile] [--no-blas] [--engines-only]
 
 Greedy decoding of one short chat prompt, the contenders alternating over several rounds
@@ -8,7 +9,9 @@ Greedy decoding of one short chat prompt, the contenders alternating over severa
 
 0. the engines: mullama on llama.cpp vs llama-cpp-python's own
    `Llama.create_completion(stream=True)` on the same GGUF file, prompt ids, greedy settings and
-   thread count (the core must add nothing measurable), and mullama with `engine="auto"` vs
+   thread count (the core must add nothing measurable), in several fresh processes of
+   alternating rounds, with the time between two forward passes (what each stack does per
+   token outside llama.cpp) beside the rates; and mullama with `engine="auto"` vs
    `engine="mlx"` (what auto buys on this host);
 1. mullama on MLX: `Context.generate_stream` vs mlx-lm's `stream_generate` (given an HF tokenizer
    built here from the GGUF metadata, with mlx-lm's BPE streaming detokenizer, which is what
@@ -390,70 +393,194 @@ def completion_runner(llm: Any, prompt: list[int], max_tokens: int) -> Callable[
     return run
 
 
-def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
+class DecodeGaps:
+    """Wraps llama-cpp-python's `llama_decode` (both mullama's engine and `Llama` call it) to
+    time what happens between two decode calls: everything a stack does per token outside
+    the forward pass (sampling, detokenizing, stop scanning, the channel, the consumer). It is
+    what the core could add, measured apart from the forward pass's own noise."""
+
+    def __init__(self) -> None:
+        import llama_cpp
+        import llama_cpp.llama_cpp as low
+
+        self.spans: list[tuple[float, float]] = []
+        real = low.llama_decode
+
+        def timed(ctx: Any, batch: Any) -> int:
+            began = time.perf_counter()
+            rc = real(ctx, batch)
+            self.spans.append((began, time.perf_counter()))
+            return rc
+
+        llama_cpp.llama_decode = low.llama_decode = timed
+
+    def per_token_ms(self) -> float:
+        """Median gap between decode calls after the first token's, in ms."""
+        spans = self.spans[1:]
+        gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
+        self.spans = []
+        return statistics.median(gaps) * 1000 if gaps else float("nan")
+
+
+def worker_pair(options: dict[str, Any]) -> dict[str, Any]:
+    """mullama on llama.cpp vs `create_completion`, alternating (ABBA) in a fresh process.
+
+    Fresh processes, because each llama.cpp context keeps the speed its memory placement gave
+    it: in one process one side's forward pass is steadily a few percent faster, in the next
+    the other's. Several processes average that out; the rounds within one even out the load."""
+    gaps = DecodeGaps()
     import llama_cpp
 
     from mullama import Model
     from mullama.engines.llamacpp import DEFAULT_N_THREADS
 
-    on_llama = Model.load(engine="llama.cpp")
-    auto = Model.load(engine="auto")
-    on_mlx = Model.load(engine="mlx")
+    prompt, max_tokens = options["prompt"], options["max_tokens"]
+    model = Model.load(engine="llama.cpp")
     llm = llama_cpp.Llama(
-        model_path=str(on_llama.path),
+        model_path=str(model.path),
         n_ctx=2048,
         n_threads=DEFAULT_N_THREADS,
         n_threads_batch=DEFAULT_N_THREADS,
         verbose=False,
     )
-    contenders = [
-        Contender("mullama engine=llama.cpp", mullama_runner(on_llama, prompt, args.max_tokens)),
-        Contender(
-            "llama-cpp-python create_completion", completion_runner(llm, prompt, args.max_tokens)
-        ),
-        Contender(
-            f"mullama engine=auto ({auto.engine.name})",
-            mullama_runner(auto, prompt, args.max_tokens),
-        ),
-        Contender("mullama engine=mlx", mullama_runner(on_mlx, prompt, args.max_tokens)),
-    ]
-    for c in contenders:
+    sides = {
+        "ours": mullama_runner(model, prompt, max_tokens),
+        "theirs": completion_runner(llm, prompt, max_tokens),
+    }
+    for run in sides.values():
+        run()  # warm-up
+    gaps.spans = []
+    rounds: list[dict[str, Any]] = []
+    for i in range(options["rounds"]):
+        row: dict[str, Any] = {}
+        for name in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
+            result = sides[name]()
+            row[name] = {
+                "ttft_s": result.ttft_s,
+                "decode_tps": result.decode_tps,
+                "cpu_ms_per_token": result.cpu_ms_per_token,
+                "gap_ms": gaps.per_token_ms(),
+                "tokens": len(result.tokens),
+                "text": result.text,
+            }
+        rounds.append(row)
+    model.close()
+    llm.close()
+    return {"rounds": rounds, "version": llama_cpp.__version__}
+
+
+def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
+    from mullama import Model
+    from mullama.engines.llamacpp import DEFAULT_N_THREADS
+
+    # 1. mullama on llama.cpp vs create_completion, in fresh processes.
+    per_process = max(1, args.pair_rounds // args.processes)
+    rounds: list[dict[str, Any]] = []
+    by_process: list[float] = []
+    version = "?"
+    for _ in range(args.processes):
+        answer = run_worker(
+            "pair", {}, {"prompt": prompt, "max_tokens": args.max_tokens, "rounds": per_process}
+        )
+        if "error" in answer:
+            print(f"pair worker failed: {answer['error']}")
+            return
+        rounds.extend(answer["rounds"])
+        by_process.append(
+            statistics.median(
+                r["ours"]["decode_tps"] / r["theirs"]["decode_tps"] for r in answer["rounds"]
+            )
+        )
+        version = answer["version"]
+        sys.stdout.write(".")
+        sys.stdout.flush()
+
+    def med(side: str, key: str) -> float:
+        return statistics.median(r[side][key] for r in rounds)
+
+    def paired(key: str) -> tuple[float, float, float]:
+        """Median and quartiles of the per-round ratio ours/theirs."""
+        ratios = [r["ours"][key] / r["theirs"][key] for r in rounds]
+        q1, median, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        return median, q1, q3
+
+    # 2. auto vs mlx, in this process: MLX is ~10x slower, a few rounds are enough.
+    auto = Model.load(engine="auto")
+    on_mlx = Model.load(engine="mlx")
+    picked = Contender(
+        f"mullama engine=auto ({auto.engine.name})", mullama_runner(auto, prompt, args.max_tokens)
+    )
+    mlx = Contender("mullama engine=mlx", mullama_runner(on_mlx, prompt, args.max_tokens))
+    for c in (picked, mlx):
         c.run()  # warm-up
     for _ in range(args.rounds):
-        for c in contenders:
+        for c in (picked, mlx):
             c.runs.append(c.run())
             sys.stdout.write(".")
             sys.stdout.flush()
     print()
-    rows = []
-    for c in contenders:
-        rows.append(
-            [
-                c.name,
-                f"{len(c.runs[-1].tokens)}",
-                f"{c.median(lambda r: r.ttft_s) * 1000:.0f}",
-                f"{c.median(lambda r: r.decode_tps):.1f}",
-                f"{c.median(lambda r: r.cpu_ms_per_token):.1f}",
-            ]
+
+    rows = [
+        [
+            name,
+            f"{len(rounds)}",
+            f"{rounds[-1][side]['tokens']}",
+            f"{med(side, 'ttft_s') * 1000:.0f}",
+            f"{med(side, 'decode_tps'):.1f}",
+            f"{med(side, 'cpu_ms_per_token'):.1f}",
+            f"{med(side, 'gap_ms'):.3f}",
+        ]
+        for name, side in (
+            ("mullama engine=llama.cpp", "ours"),
+            ("llama-cpp-python create_completion", "theirs"),
         )
+    ]
+    rows += [
+        [
+            c.name,
+            f"{len(c.runs)}",
+            f"{len(c.runs[-1].tokens)}",
+            f"{c.median(lambda r: r.ttft_s) * 1000:.0f}",
+            f"{c.median(lambda r: r.decode_tps):.1f}",
+            f"{c.median(lambda r: r.cpu_ms_per_token):.1f}",
+            "",
+        ]
+        for c in (picked, mlx)
+    ]
     table(
         f"engines: {len(prompt)}-token chat prompt, greedy, up to {args.max_tokens} tokens, "
-        f"{DEFAULT_N_THREADS} llama.cpp thread(s), median of {args.rounds} alternating rounds",
-        ["contender", "tokens", "TTFT ms", "decode tok/s", "CPU ms/token"],
+        f"{DEFAULT_N_THREADS} llama.cpp thread(s); the llama.cpp pair in {args.processes} fresh "
+        f"processes of {per_process} alternating rounds; medians",
+        [
+            "contender",
+            "rounds",
+            "tokens",
+            "TTFT ms",
+            "decode tok/s",
+            "CPU ms/token",
+            "ms between forward passes",
+        ],
         rows,
     )
-    ours, theirs, picked, mlx = contenders
+    tps, tps_q1, tps_q3 = paired("decode_tps")
+    ttft, ttft_q1, ttft_q3 = paired("ttft_s")
+    gap, _, _ = paired("gap_ms")
+    print(
+        f"mullama llama.cpp vs llama-cpp-python {version}, median of {len(rounds)} paired rounds "
+        f"(quartiles): decode tok/s ratio {tps:.3f} ({tps_q1:.3f}-{tps_q3:.3f}; target >= 1.0: "
+        f"{'PASS' if tps >= 1.0 else 'FAIL'}), TTFT ratio {ttft:.3f} ({ttft_q1:.3f}-{ttft_q3:.3f}; "
+        f"target <= 1.05: {'PASS' if ttft <= 1.05 else 'FAIL'}); time between forward passes "
+        f"{gap:.3f}x"
+    )
+    print(
+        "decode tok/s ratio by process (median of its rounds): "
+        + ", ".join(f"{x:.3f}" for x in by_process)
+        + f"; ratio of the medians {med('ours', 'decode_tps') / med('theirs', 'decode_tps'):.3f}"
+    )
 
     def ratio(a: Contender, b: Contender, key: Callable[[Run], float]) -> float:
         return a.median(key) / b.median(key)
 
-    tps = ratio(ours, theirs, lambda r: r.decode_tps)
-    ttft = ratio(ours, theirs, lambda r: r.ttft_s)
-    print(
-        f"mullama llama.cpp vs llama-cpp-python {llama_cpp.__version__}: decode tok/s ratio "
-        f"{tps:.3f} (target >= 1.0: {'PASS' if tps >= 1.0 else 'FAIL'}), TTFT ratio {ttft:.3f} "
-        f"(target <= 1.05: {'PASS' if ttft <= 1.05 else 'FAIL'})"
-    )
     speedup = ratio(picked, mlx, lambda r: r.decode_tps)
     faster_first = ratio(mlx, picked, lambda r: r.ttft_s)
     print(
@@ -461,13 +588,12 @@ def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
         f"(target >= 10x: {'PASS' if speedup >= 10 else 'FAIL'}), first token {faster_first:.1f}x "
         f"sooner (target >= 10x: {'PASS' if faster_first >= 10 else 'FAIL'})"
     )
-    same = ours.runs[-1].tokens == picked.runs[-1].tokens if picked is not ours else True
-    print(f"texts: llama.cpp engine {ours.runs[-1].text[:60]!r}")
-    print(f"       create_completion {theirs.runs[-1].text[:60]!r}")
-    print(f"       (greedy tokens of auto and llama.cpp {'equal' if same else 'differ'})")
-    for model in (on_llama, auto, on_mlx):
+    ours_text, theirs_text = rounds[-1]["ours"]["text"], rounds[-1]["theirs"]["text"]
+    print(f"texts: llama.cpp engine {ours_text[:60]!r}")
+    print(f"       create_completion {theirs_text[:60]!r}")
+    print(f"       (the two texts {'are equal' if ours_text == theirs_text else 'differ'})")
+    for model in (auto, on_mlx):
         model.close()
-    llm.close()
 
 
 def compare_overhead(args: argparse.Namespace, model: Any) -> None:
@@ -873,6 +999,15 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and tokens")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--pair-rounds",
+        type=int,
+        default=None,
+        help="paired rounds of mullama llama.cpp vs create_completion (default 24, quick 4)",
+    )
+    parser.add_argument(
+        "--processes", type=int, default=None, help="fresh processes the pair runs in (3, quick 1)"
+    )
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--no-llama", action="store_true", help="skip llama-cpp-python")
     parser.add_argument("--no-profile", action="store_true", help="skip the forward-pass profile")
@@ -886,6 +1021,8 @@ def parse_args() -> argparse.Namespace:
     quick = args.quick
     args.rounds = args.rounds or (2 if quick else 3)
     args.max_tokens = args.max_tokens or (12 if quick else 32)
+    args.pair_rounds = args.pair_rounds or (4 if quick else 24)
+    args.processes = args.processes or (1 if quick else 3)
     args.fake_tokens = 300 if quick else 1000
     args.overhead_rounds = 3 if quick else 5
     args.profile_steps = 2 if quick else 5
@@ -898,7 +1035,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.worker:
-        workers = {"load": worker_load, "blas": worker_blas}
+        workers = {"load": worker_load, "blas": worker_blas, "pair": worker_pair}
         print(json.dumps(workers[args.worker](json.loads(args.worker_options))))
         return
 
