@@ -96,7 +96,12 @@ fn write_columns(events: &[TokenEvent], columns: &mut [f64]) -> (String, usize) 
     let mut end = 0usize;
     let mut pair_at = header + count * stride;
     for (i, event) in events.iter().enumerate() {
-        end += event.text.encode_utf16().count();
+        // UTF-16 length: one unit per byte for ASCII (checked a word at a time), the common case.
+        end += if event.text.is_ascii() {
+            event.text.len()
+        } else {
+            event.text.encode_utf16().count()
+        };
         text.push_str(&event.text);
         let first_pair = pair_at;
         for &(id, logprob) in &event.top_logprobs {
@@ -152,23 +157,28 @@ struct PieceFeeder {
     producer: TokenProducer,
     next: u32,
     count: u32,
+    /// The ids of the next push (reused).
+    ids: Vec<u32>,
 }
 
 impl PieceFeeder {
     /// Pushes pieces while there is room; false once the stream is finished or stopped.
     fn feed(&mut self) -> bool {
-        let mut room = self.producer.room();
-        while room > 0 {
-            if self.next == self.count {
-                self.producer.finish(FinishReason::Stop, None);
-                return false;
+        let room = self.producer.room() as u32;
+        let start = self.next;
+        let end = self.count.min(start.saturating_add(room));
+        if end > start {
+            self.ids.clear();
+            self.ids.extend(start..end);
+            match self.producer.push_available(&self.ids) {
+                Ok((pushed, PushOutcome::Continue)) => self.next += pushed as u32,
+                Ok((_, PushOutcome::Stop(_))) | Err(_) => return false,
             }
-            match self.producer.push(self.next, None, Vec::new()) {
-                Ok(PushOutcome::Continue) => {}
-                Ok(PushOutcome::Stop(_)) | Err(_) => return false,
-            }
-            self.next += 1;
-            room -= 1;
+        }
+        if self.next == self.count && self.next - start < room {
+            // Room is left after the last piece: the closing event goes in now.
+            self.producer.finish(FinishReason::Stop, None);
+            return false;
         }
         true
     }
@@ -563,6 +573,7 @@ pub fn stream_from_pieces(
             producer,
             next: 0,
             count,
+            ids: Vec::with_capacity(config.buffer_size),
         });
         return Ok(stream);
     }

@@ -413,6 +413,34 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Enqueues `events` (which the caller made sure fit) under one lock and wakes the
+    /// consumer once; `terminal` (the last event's) ends the stream. Stop when the stream
+    /// ended meanwhile (the events are dropped, as a cancelled stream's buffer is).
+    fn send_all(&self, events: Vec<TokenEvent>, terminal: Option<FinishReason>) -> PushOutcome {
+        if events.is_empty() {
+            return PushOutcome::Continue;
+        }
+        let mut channel = lock(&self.channel);
+        if let Some(reason) = channel.end {
+            return PushOutcome::Stop(reason);
+        }
+        channel.events.extend(events);
+        let waker = match terminal {
+            Some(reason) => self.end_locked(&mut channel, reason, None),
+            None => {
+                if channel.readers_waiting > 0 {
+                    self.readable.notify_one();
+                }
+                channel.take_waker_if_armed()
+            }
+        };
+        drop(channel);
+        call(waker);
+        terminal.map_or(PushOutcome::Continue, PushOutcome::Stop)
+    }
+}
+
 /// The producer's private state: only the pushing thread touches it.
 struct ProducerWork {
     decoder: IncrementalDecoder,
@@ -478,22 +506,80 @@ impl TokenProducer {
         if let Some(reason) = self.shared.stop_reason(now) {
             return Ok(PushOutcome::Stop(reason));
         }
+        match self.event_for(&mut work, token, logprob, top_logprobs, now) {
+            Ok((event, terminal)) => Ok(self.shared.send(event, terminal, now)),
+            Err(message) => {
+                self.fail(message.clone());
+                Err(CoreError::Generation { message })
+            }
+        }
+    }
+
+    /// Pushes `ids` in order (no logprobs), each as `push` would, as far as the buffer has
+    /// room: never blocks. One clock reading and one hand-over to the channel serve them all,
+    /// which costs a fraction of a `push` each, for a producer that holds several tokens at
+    /// once (a fixed piece list). Returns how many it pushed and the outcome after the last
+    /// (Continue when it stopped only for room). Err as `push`, for an id outside the
+    /// vocabulary (the ids before it were pushed).
+    pub fn push_available(&self, ids: &[u32]) -> Result<(usize, PushOutcome)> {
+        let mut work = lock(&self.work);
+        let now = Instant::now();
+        if let Some(reason) = self.shared.stop_reason(now) {
+            return Ok((0, PushOutcome::Stop(reason)));
+        }
+        let room = self.room().min(ids.len());
+        let mut events = Vec::with_capacity(room);
+        let mut terminal = None;
+        let mut failure = None;
+        for &token in &ids[..room] {
+            match self.event_for(&mut work, token, None, Vec::new(), now) {
+                Ok((event, end)) => {
+                    events.push(event);
+                    if end.is_some() {
+                        terminal = end;
+                        break;
+                    }
+                }
+                Err(message) => {
+                    failure = Some(message);
+                    break;
+                }
+            }
+        }
+        let pushed = events.len();
+        let outcome = self.shared.send_all(events, terminal);
+        match failure {
+            Some(message) => {
+                self.fail(message.clone());
+                Err(CoreError::Generation { message })
+            }
+            None => Ok((pushed, outcome)),
+        }
+    }
+
+    /// Detokenizes `token` and scans stops: its event, and the reason when it ends the
+    /// stream. Err(message) for an id outside the vocabulary (the caller fails the stream).
+    fn event_for(
+        &self,
+        work: &mut ProducerWork,
+        token: u32,
+        logprob: Option<f32>,
+        top_logprobs: Vec<(u32, f32)>,
+        now: Instant,
+    ) -> std::result::Result<(TokenEvent, Option<FinishReason>), String> {
         let piece = if work.shown_any {
             self.pieces.piece(token)
         } else {
             self.pieces.leading_piece(token)
         };
         let Some(piece) = piece else {
-            let message = format!(
+            return Err(format!(
                 "token id {token} is outside the vocabulary (size {})",
                 self.pieces.vocab_size()
-            );
-            self.fail(message.clone());
-            return Err(CoreError::Generation { message });
+            ));
         };
         let generated = self.shared.record_token(now);
 
-        let work = &mut *work;
         work.shown_any |= !self.pieces.is_skipped(token);
         work.decoded.clear();
         // A hidden token is left out before decoding (its piece is empty), so a run of
@@ -527,7 +613,7 @@ impl TokenProducer {
             finish_reason: terminal,
             stop_sequence: matched.map(|index| self.stops[index].clone()),
         };
-        Ok(self.shared.send(event, terminal, now))
+        Ok((event, terminal))
     }
 
     /// Ends the stream normally (reason Stop for end-of-sequence, or Length): flushes the

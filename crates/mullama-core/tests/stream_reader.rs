@@ -190,3 +190,89 @@ fn push_ids_in_order_feeds_the_whole_table_then_stops() {
     assert_eq!((text.as_str(), error), ("hello world", None));
     assert_eq!(reader.finish_reason(), Some(FinishReason::Stop));
 }
+
+/// Every event's text and the end, as one string per event (the stats aside).
+fn events_of(reader: &StreamReader) -> (Vec<String>, Option<FinishReason>, Option<String>) {
+    let mut texts = Vec::new();
+    while let Ok(Some(event)) = reader.read() {
+        texts.push(event.text);
+    }
+    (texts, reader.finish_reason(), reader.stop_sequence())
+}
+
+#[test]
+fn push_available_gives_the_events_of_pushes_one_by_one() {
+    // Stops across pieces, a character split over two pieces, and max_tokens.
+    let pieces = ["He", "llo", " <", "|e", "nd|", "> ", "\u{1F642}", "x"];
+    let mut split: Vec<Vec<u8>> = pieces.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let smile = split.remove(6);
+    split.insert(6, smile[2..].to_vec());
+    split.insert(6, smile[..2].to_vec());
+    let ids: Vec<u32> = (0..split.len() as u32).collect();
+    let table = Arc::new(PieceTable::new(split));
+    for (stops, max_tokens) in [
+        (vec![], 100),
+        (vec!["<|end|>".to_owned()], 100),
+        (vec![], 4),
+    ] {
+        let config = StreamConfig {
+            timeout_ms: 0,
+            buffer_size: 64,
+            stop_sequences: stops.clone(),
+            max_tokens,
+            ..StreamConfig::default()
+        };
+        let (one, one_consumer) = token_stream(&config, table.clone()).unwrap();
+        for &id in &ids {
+            if one.push(id, None, Vec::new()).unwrap() != PushOutcome::Continue {
+                break;
+            }
+        }
+        one.finish(FinishReason::Stop, None);
+        let (all, all_consumer) = token_stream(&config, table.clone()).unwrap();
+        let (pushed, outcome) = all.push_available(&ids).unwrap();
+        if outcome == PushOutcome::Continue {
+            assert_eq!(pushed, ids.len());
+            all.finish(FinishReason::Stop, None);
+        }
+        let expected = events_of(&StreamReader::new(one_consumer, 64));
+        let got = events_of(&StreamReader::new(all_consumer, 64));
+        assert_eq!(got, expected, "stops {stops:?}, max_tokens {max_tokens}");
+    }
+}
+
+#[test]
+fn push_available_never_takes_more_than_the_room() {
+    let (producer, reader) = open(&["a", "b", "c", "d", "e"], |c| c.buffer_size = 3);
+    assert_eq!(
+        producer.push_available(&[0, 1, 2, 3, 4]).unwrap(),
+        (3, PushOutcome::Continue)
+    );
+    assert_eq!(producer.room(), 0);
+    assert_eq!(
+        producer.push_available(&[3, 4]).unwrap(),
+        (0, PushOutcome::Continue)
+    );
+    let mut text = String::new();
+    while let Ok(Read::Event(event)) = reader.try_read() {
+        text.push_str(&event.text);
+    }
+    assert_eq!(text, "abc");
+    reader.close();
+    assert_eq!(
+        producer.push_available(&[3]).unwrap(),
+        (0, PushOutcome::Stop(FinishReason::Cancelled))
+    );
+}
+
+#[test]
+fn push_available_sends_what_came_before_an_id_outside_the_vocabulary() {
+    let (producer, reader) = open(&["a", "b"], |_| {});
+    let err = producer.push_available(&[0, 1, 7, 0]).unwrap_err();
+    assert!(err
+        .to_string()
+        .contains("token id 7 is outside the vocabulary (size 2)"));
+    let (text, error) = read_all(&reader);
+    assert_eq!(text, "ab");
+    assert_eq!(error.map(|e| e.code()), Some("GENERATION_ERROR"));
+}
