@@ -110,7 +110,9 @@ export class StreamConfig implements StreamConfigFields {
 /** A StreamConfig, its fields, or maxTokens. */
 export type ConfigOrMaxTokens = StreamConfig | StreamConfigInit | number;
 
-/** One stream event (a plain object; the fields of Python's Token, in camelCase). */
+/** One stream event: the fields of Python's Token, in camelCase. The statistics are
+ *  read-only getters (not own properties: `{...token}` leaves them out; `JSON.stringify`
+ *  and `toJSON()` include them). */
 export interface Token {
   /** Text released by this event; "" while text is withheld. */
   text: string;
@@ -124,14 +126,16 @@ export interface Token {
   finishReason?: FinishReason;
   stopSequence?: string;
   /** The stream's statistics when this event was made (see StreamStats). */
-  promptTokens: number;
-  promptTps: number;
-  generationTokens: number;
-  generationTps: number;
-  timeToFirstToken: number | null;
-  elapsed: number;
+  readonly promptTokens: number;
+  readonly promptTps: number;
+  readonly generationTokens: number;
+  readonly generationTps: number;
+  readonly timeToFirstToken: number | null;
+  readonly elapsed: number;
   /** GB; 0 where the engine cannot tell. */
-  peakMemory: number;
+  readonly peakMemory: number;
+  /** Every field, the statistics included, as a plain object. */
+  toJSON(): Omit<Token, 'toJSON'>;
 }
 
 export interface StreamStats {

@@ -40,6 +40,75 @@ function alternatives(columns, row) {
   return pairs;
 }
 
+/**
+ * One event of a stream. The text, id, logprob, alternatives and end are own fields; the
+ * statistics are read on access from the stream's snapshot of its read (one copy per read,
+ * shared by its events), since most consumers never look at them.
+ */
+class Token {
+  constructor(text, id, logprob, topLogprobs, stats, at) {
+    this.text = text;
+    this.id = id;
+    this.logprob = logprob;
+    this.topLogprobs = topLogprobs;
+    this.finishReason = undefined;
+    this.stopSequence = undefined;
+    this.#stats = stats;
+    this.#at = at;
+  }
+
+  #stats;
+  #at;
+
+  get promptTokens() {
+    return this.#stats[this.#at];
+  }
+
+  get promptTps() {
+    return this.#stats[this.#at + 1];
+  }
+
+  get generationTokens() {
+    return this.#stats[this.#at + 2];
+  }
+
+  get generationTps() {
+    return this.#stats[this.#at + 3];
+  }
+
+  get timeToFirstToken() {
+    return present(this.#stats[this.#at + 4]) ?? null;
+  }
+
+  get elapsed() {
+    return this.#stats[this.#at + 5];
+  }
+
+  get peakMemory() {
+    return this.#stats[this.#at + 6];
+  }
+
+  /** Every field, statistics included (what JSON.stringify and console.log show). */
+  toJSON() {
+    const { text, id, logprob, topLogprobs, finishReason, stopSequence } = this;
+    return {
+      text,
+      id,
+      logprob,
+      topLogprobs,
+      finishReason,
+      stopSequence,
+      promptTokens: this.promptTokens,
+      promptTps: this.promptTps,
+      generationTokens: this.generationTokens,
+      generationTps: this.generationTps,
+      timeToFirstToken: this.timeToFirstToken,
+      elapsed: this.elapsed,
+      peakMemory: this.peakMemory,
+    };
+  }
+}
+
 class TokenStream {
   #native;
   #hooks;
@@ -49,6 +118,7 @@ class TokenStream {
   #next = 0; // the next one to hand out
   #offset = 0; // where its text starts in #text
   #lastEnds = false; // whether the read's last event ends the stream
+  #stats = null; // the last read's rows, copied: its events' statistics
   #done = false;
   #error = null;
   #closed = false;
@@ -115,6 +185,7 @@ class TokenStream {
     this.#next = 0;
     this.#offset = 0;
     this.#lastEnds = columns[3] === 1;
+    this.#stats = this.#count > 0 ? columns.slice(HEADER, HEADER + this.#count * STRIDE) : null;
     const state = columns[1];
     if (state === READ_END) this.#end(null);
     else if (state === READ_ERROR) this.#end(errorFromInfo(this.#native.takeError()));
@@ -122,29 +193,22 @@ class TokenStream {
   }
 
   /**
-   * Event i of the last read, as a plain object. Built as it is handed out, straight from the
-   * columns: the next read, which overwrites them, comes only after the last event.
+   * Event i of the last read, as a Token. Built as it is handed out, straight from the
+   * columns (the next read, which overwrites them, comes only after the last event); its
+   * statistics stay in the read's copy of its rows.
    */
   #event(i) {
     const columns = this.#columns;
     const row = HEADER + i * STRIDE;
     const end = columns[row + COL_END];
-    const s = row + COL_STATS;
-    const event = {
-      text: this.#text.slice(this.#offset, end),
-      id: present(columns[row + COL_ID]),
-      logprob: present(columns[row + COL_LOGPROB]),
-      topLogprobs: alternatives(columns, row),
-      finishReason: undefined,
-      stopSequence: undefined,
-      promptTokens: columns[s],
-      promptTps: columns[s + 1],
-      generationTokens: columns[s + 2],
-      generationTps: columns[s + 3],
-      timeToFirstToken: present(columns[s + 4]) ?? null,
-      elapsed: columns[s + 5],
-      peakMemory: columns[s + 6],
-    };
+    const event = new Token(
+      this.#text.slice(this.#offset, end),
+      present(columns[row + COL_ID]),
+      present(columns[row + COL_LOGPROB]),
+      alternatives(columns, row),
+      this.#stats,
+      i * STRIDE + COL_STATS,
+    );
     this.#offset = end;
     if (this.#lastEnds && i === this.#count - 1) {
       event.finishReason = this.#native.finishReason ?? undefined;

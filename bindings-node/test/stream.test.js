@@ -147,6 +147,8 @@ test('a batch larger than one read is handed out whole, in order', async () => {
   const events = await readAll(streamFromPieces(pieces, { bufferSize: 1000, maxTokens: 5000 }));
   assert.equal(events.map((e) => e.text).join(''), pieces.join(''));
   assert.deepEqual(events.slice(0, 1000).map((e) => e.id), pieces.map((_, i) => i));
+  // Each event keeps its own statistics after later reads overwrote the read columns.
+  assert.deepEqual(events.slice(0, 1000).map((e) => e.generationTokens), pieces.map((_, i) => i + 1));
 });
 
 test('a piece that is neither text nor bytes is a TypeError naming it', () => {
