@@ -398,6 +398,16 @@ impl Shared {
             now = Instant::now();
         }
         channel.events.push_back(event);
+        self.announce(channel, terminal)
+    }
+
+    /// After events were enqueued: ends the stream on `terminal`, else wakes a waiting
+    /// reader (or the armed waker), outside the lock.
+    fn announce(
+        &self,
+        mut channel: MutexGuard<'_, Channel>,
+        terminal: Option<FinishReason>,
+    ) -> PushOutcome {
         let waker = match terminal {
             Some(reason) => self.end_locked(&mut channel, reason, None),
             None => {
@@ -426,18 +436,7 @@ impl Shared {
             return PushOutcome::Stop(reason);
         }
         channel.events.extend(events);
-        let waker = match terminal {
-            Some(reason) => self.end_locked(&mut channel, reason, None),
-            None => {
-                if channel.readers_waiting > 0 {
-                    self.readable.notify_one();
-                }
-                channel.take_waker_if_armed()
-            }
-        };
-        drop(channel);
-        call(waker);
-        terminal.map_or(PushOutcome::Continue, PushOutcome::Stop)
+        self.announce(channel, terminal)
     }
 }
 
