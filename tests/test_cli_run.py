@@ -455,3 +455,20 @@ def test_a_context_size_below_one_is_a_usage_error(tiny_model_path):
     result = mullama("run", "--model", str(tiny_model_path), "--ctx-size", "0", "Hi")
     assert result.returncode == 2
     assert "--ctx-size must be at least 1" in result.stderr
+
+
+def test_run_and_chat_load_one_sequence_and_serve_a_batch(tiny, tiny_model_path):
+    """`run` and `chat` stream one reply at a time, so their model holds one sequence's caches;
+    `serve` keeps its batch."""
+    from mullama.cli.common import load_model
+    from mullama.cli.parser import build_parser
+    from mullama.server.defaults import DEFAULT_MAX_CONCURRENT
+
+    for argv in (["run", *tiny, "Hi"], ["chat", *tiny]):
+        _, model = load_model(build_parser().parse_args(argv))
+        try:
+            assert model.engine.max_sequences == 1, argv[0]
+        finally:
+            model.close()
+    serve = build_parser().parse_args(["serve", "--model", str(tiny_model_path)])
+    assert serve.parallel == DEFAULT_MAX_CONCURRENT > 1

@@ -159,6 +159,9 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     _add_sampling(run)
     add_waitk_options(run)
     add_remote_options(run, ledger=True)
+    # One reply at a time: one sequence's caches, not a batch's (on llama.cpp they are
+    # allocated up front: 4 sequences of 4096 cells cost the default model ~280 MiB more).
+    run.set_defaults(parallel=1)
 
     chat = commands.add_parser(
         "chat",
@@ -169,6 +172,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     _add_chat_options(chat)
     _add_sampling(chat)
     add_remote_options(chat, ledger=True)
+    chat.set_defaults(parallel=1)
 
     list_cmd = commands.add_parser(
         "list", aliases=["ls"], help="the built-in model and those in the models directory"
