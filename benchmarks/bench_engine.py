@@ -425,9 +425,10 @@ class DecodeGaps:
 def worker_pair(options: dict[str, Any]) -> dict[str, Any]:
     """mullama on llama.cpp vs `create_completion`, alternating (ABBA) in a fresh process.
 
-    Fresh processes, because each llama.cpp context keeps the speed its memory placement gave
-    it: in one process one side's forward pass is steadily a few percent faster, in the next
-    the other's. Several processes average that out; the rounds within one even out the load."""
+    Fresh processes, because in one process one side's forward pass was seen to stay a few
+    percent faster throughout, and in the next process the other's (memory placement is the
+    likely cause; not proven). Several processes average that out; the rounds within one
+    even out the load."""
     gaps = DecodeGaps()
     import llama_cpp
 

@@ -88,7 +88,7 @@ class Token {
     return this.#stats[this.#at + 6];
   }
 
-  /** Every field, statistics included (what JSON.stringify and console.log show). */
+  /** Every field, statistics included: what JSON.stringify shows. */
   toJSON() {
     const { text, id, logprob, topLogprobs, finishReason, stopSequence } = this;
     return {
