@@ -40,29 +40,19 @@ def test_client_disconnect_stops_the_forward_pass(server, started_generations, p
         "temperature": 0,
         "stream": True,
     }
-    # The sockets' buffers hold more than the whole reply: a client starved on a loaded box
-    # can find its generation already done when it hangs up. Then the request is sent again
-    # (at most 3 times); the disconnect itself is checked only on a generation still running.
-    for _attempt in range(3):
-        with httpx.stream("POST", server.url + "/v1/completions", json=body) as response:
-            received = 0
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    received += 1
-                    if received == 5:
-                        break
-            generation = started_generations[-1]
-            job = generation.job  # the producer
-            assert job is not None
-            if job.is_running():
-                break
-            # Finished: only a reply that ran its whole budget may be sent again.
-            assert job.join(10) and job.tokens_computed == body["max_tokens"], (
-                f"the generation ended after {job.tokens_computed} tokens, before the client "
-                "hung up"
-            )
-    else:
-        pytest.fail("each of 3 generations had finished before its client hung up")
+    with httpx.stream("POST", server.url + "/v1/completions", json=body) as response:
+        received = 0
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                received += 1
+                if received == 5:
+                    # Checked before leaving the loop: closing the line iterator can already
+                    # end the request, and on a loaded box the server then stopped the job
+                    # (after 6 tokens) before a check after the loop ran.
+                    (generation,) = started_generations
+                    job = generation.job  # the producer, still running
+                    assert job is not None and job.is_running()
+                    break
     # The client hung up after 5 chunks: the stream closes and the producer stops.
     assert poll(lambda: generation.released, 10), "the stream was not closed"
     assert poll(lambda: not job.is_running(), 10), "the producer still runs"
