@@ -37,6 +37,7 @@ from mullama.engines.base import (
     StepOutput,
     StepRequest,
 )
+from mullama.engines.hugepages import HugePageAdvisor, worth_reading
 
 INSTALL = "pip install 'mullama[llama]'"
 
@@ -243,7 +244,11 @@ class LlamaCppEngine(Engine):
     `n_threads_batch` prefills (default: the same).
     `flash_attn`: off by default, as in llama-cpp-python's `Llama`, whose greedy output this
     engine then reproduces token for token (llama.cpp's "auto" turns it on for CPU and moves
-    logits by ~0.2); None lets llama.cpp choose."""
+    logits by ~0.2); None lets llama.cpp choose.
+    `huge_pages`: on Linux, where the weights take at most half the free memory, read them
+    into memory backed by transparent huge pages instead of mapping the file (a decode step
+    reads every weight; see `mullama.engines.hugepages`); False maps the file, as llama.cpp
+    does by default (shared by every process that maps it)."""
 
     name = "llama.cpp"
 
@@ -257,6 +262,7 @@ class LlamaCppEngine(Engine):
         n_threads_batch: int | None = None,
         n_batch: int = DEFAULT_N_BATCH,
         flash_attn: bool | None = False,
+        huge_pages: bool = True,
     ) -> None:
         for label, value in (("max_sequences", max_sequences), ("n_threads", n_threads)):
             if not isinstance(value, int) or value < 1:
@@ -274,9 +280,30 @@ class LlamaCppEngine(Engine):
         self._lock = threading.Lock()
 
         _log_lines.clear()
-        self._model = lib.llama_model_load_from_file(
-            str(self.path).encode(), lib.llama_model_default_params()
-        )
+        model_params = lib.llama_model_default_params()
+        advisor = None
+        if huge_pages and worth_reading(self.path.stat().st_size):
+            advisor = HugePageAdvisor()
+            # The weights go into memory llama.cpp allocates (no file mapping), advised
+            # for huge pages at the first progress report that follows its allocation;
+            # what was read before that (the first tensor) is collapsed after loading.
+            model_params.load_mode = lib.LLAMA_LOAD_MODE_NONE
+
+            def on_progress(_progress: float, _data: Any) -> bool:
+                # False would cancel the load: a failed advice only costs speed.
+                try:
+                    advisor.advise()
+                except Exception:  # noqa: BLE001 - see above
+                    pass
+                return True
+
+            progress = lib.llama_progress_callback(on_progress)
+            model_params.progress_callback = progress
+        self._model = lib.llama_model_load_from_file(str(self.path).encode(), model_params)
+        self.huge_page_bytes = 0
+        """How much of the weights' memory is in huge pages (0 with the file mapped)."""
+        if self._model and advisor is not None:
+            self.huge_page_bytes = advisor.collapse()
         if not self._model:
             self._model = None
             raise ModelLoadError(f"llama.cpp could not load {self.path}{_last_log()}")
