@@ -15,7 +15,7 @@ use mullama_core::{
 };
 use napi::bindgen_prelude::Float64ArraySlice;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, Status};
+use napi::{Env, JsString, Status};
 use napi_derive::napi;
 use serde_json::{Map, Value};
 
@@ -68,17 +68,33 @@ const COL_TOP_COUNT: usize = 4;
 const COL_STATS: usize = 5; // 8 statistics follow
 const _: () = assert!(COL_STATS + STAT_NAMES.len() == READ_STRIDE as usize);
 
-fn stat_number(value: StatValue) -> f64 {
-    match value {
-        StatValue::Count(n) => n as f64,
-        StatValue::Number(x) => x,
-        StatValue::MaybeNumber(x) => x.unwrap_or(f64::NAN),
+/// A batch's text, concatenated, and whether it is all ASCII (then V8 takes its bytes as they
+/// are, as Latin-1, instead of decoding UTF-8).
+struct BatchText {
+    text: String,
+    ascii: bool,
+}
+
+impl BatchText {
+    fn empty() -> Self {
+        Self {
+            text: String::new(),
+            ascii: true,
+        }
+    }
+
+    fn to_js<'env>(&self, env: &'env Env) -> napi::Result<JsString<'env>> {
+        if self.ascii {
+            env.create_string_latin1(self.text.as_bytes())
+        } else {
+            env.create_string(&self.text)
+        }
     }
 }
 
 /// Writes the first events of `events` that fit into `columns` and returns the batch text
 /// and how many it wrote (at least one).
-fn write_columns(events: &[TokenEvent], columns: &mut [f64]) -> (String, usize) {
+fn write_columns(events: &[TokenEvent], columns: &mut [f64]) -> (BatchText, usize) {
     let header = READ_HEADER as usize;
     let stride = READ_STRIDE as usize;
     // How many fit: rows grow from the header, top pairs after the last row.
@@ -94,12 +110,14 @@ fn write_columns(events: &[TokenEvent], columns: &mut [f64]) -> (String, usize) 
     let events = &events[..count];
     let mut text = String::with_capacity(events.iter().map(|e| e.text.len()).sum());
     let mut end = 0usize;
+    let mut ascii = true;
     let mut pair_at = header + count * stride;
     for (i, event) in events.iter().enumerate() {
         // UTF-16 length: one unit per byte for ASCII (checked a word at a time), the common case.
         end += if event.text.is_ascii() {
             event.text.len()
         } else {
+            ascii = false;
             event.text.encode_utf16().count()
         };
         text.push_str(&event.text);
@@ -119,15 +137,13 @@ fn write_columns(events: &[TokenEvent], columns: &mut [f64]) -> (String, usize) 
         row[COL_LOGPROB] = event.logprob.map_or(f64::NAN, f64::from);
         row[COL_TOP_AT] = first_pair as f64;
         row[COL_TOP_COUNT] = ((pair_at - first_pair) / 2) as f64;
-        for (slot, (_, value)) in row[COL_STATS..].iter_mut().zip(event.stats.entries()) {
-            *slot = stat_number(value);
-        }
+        row[COL_STATS..].copy_from_slice(&event.stats.numbers());
     }
     let last_ends = events.last().is_some_and(|e| e.finish_reason.is_some());
     columns[0] = count as f64;
     columns[2] = ((pair_at - header - count * stride) / 2) as f64;
     columns[3] = if last_ends { 1.0 } else { 0.0 };
-    (text, count)
+    (BatchText { text, ascii }, count)
 }
 
 type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
@@ -215,24 +231,17 @@ impl NativeStream {
         Ok(())
     }
 
-    /// One batch from the reader; a piece feeder fills the room first (the last read's
-    /// batch frees its room only when the reader goes back to the channel, hence a second
-    /// round).
+    /// One batch from the reader; a piece feeder fills the room first. Called only once the
+    /// last read's events were all handed out (the facade reads when it has none left), so
+    /// their room is free for the feeder before this read.
     fn read_batch(&self) -> mullama_core::error::Result<Batch> {
-        let mut batch = Ok(Batch::Empty);
-        for _ in 0..2 {
-            let feeding = self.feed_pieces();
-            let spin = if feeding {
-                Duration::ZERO
-            } else {
-                SPIN_BEFORE_WAITING
-            };
-            batch = self.reader.try_read_batch_spinning(spin);
-            if !(feeding && matches!(batch, Ok(Batch::Empty))) {
-                break;
-            }
-        }
-        batch
+        self.reader.release_handed_out();
+        let spin = if self.feed_pieces() {
+            Duration::ZERO
+        } else {
+            SPIN_BEFORE_WAITING
+        };
+        self.reader.try_read_batch_spinning(spin)
     }
 
     fn new(reader: StreamReader) -> Self {
@@ -255,7 +264,11 @@ impl NativeStream {
     /// blocks. When it finds nothing (state READ_EMPTY), the readable callback holds Node's
     /// event loop open until the next read.
     #[napi]
-    pub fn read(&self, env: Env, mut columns: Float64ArraySlice) -> napi::Result<String> {
+    pub fn read<'env>(
+        &self,
+        env: &'env Env,
+        mut columns: Float64ArraySlice,
+    ) -> napi::Result<JsString<'env>> {
         // SAFETY: the array is the caller's and lives through this call; JS runs on this
         // thread only, so nothing else touches it until the call returns.
         let columns = unsafe { columns.as_mut() };
@@ -277,11 +290,11 @@ impl NativeStream {
                     held.extend(events.drain(count..));
                     (READ_EVENTS, text, count)
                 }
-                Ok(Batch::Empty) => (READ_EMPTY, String::new(), 0),
-                Ok(Batch::End) => (READ_END, String::new(), 0),
+                Ok(Batch::Empty) => (READ_EMPTY, BatchText::empty(), 0),
+                Ok(Batch::End) => (READ_END, BatchText::empty(), 0),
                 Err(err) => {
                     *lock(&self.error) = Some(error_info(&err));
-                    (READ_ERROR, String::new(), 0)
+                    (READ_ERROR, BatchText::empty(), 0)
                 }
             }
         };
@@ -293,9 +306,9 @@ impl NativeStream {
         columns[1] = f64::from(state);
         let wait = state == READ_EMPTY;
         if wait != self.holding_loop.load(Ordering::Relaxed) {
-            self.hold_loop(&env, wait)?;
+            self.hold_loop(env, wait)?;
         }
-        Ok(text)
+        text.to_js(env)
     }
 
     /// The error a read reported with state READ_ERROR (once).

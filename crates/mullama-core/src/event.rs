@@ -101,11 +101,127 @@ pub struct StreamStats {
     pub incomplete_bytes_dropped: usize,
 }
 
+/// Bytes an `EventText` holds without a heap allocation: nearly every token's text fits, and
+/// a stream makes one event per token.
+const INLINE_TEXT: usize = 22;
+
+/// An event's text, read as a `&str` (it derefs to one). Short texts, nearly every token's,
+/// live inside the event; only longer ones (a flush of withheld text, a remote chunk) take a
+/// heap allocation. The same size as a `String`.
+#[derive(Clone)]
+pub struct EventText(TextRepr);
+
+#[derive(Clone)]
+enum TextRepr {
+    Inline { len: u8, bytes: [u8; INLINE_TEXT] },
+    Heap(Box<str>),
+}
+
+impl EventText {
+    pub fn new(text: &str) -> Self {
+        if text.len() <= INLINE_TEXT {
+            let mut bytes = [0u8; INLINE_TEXT];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            Self(TextRepr::Inline {
+                len: text.len() as u8,
+                bytes,
+            })
+        } else {
+            Self(TextRepr::Heap(text.into()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            TextRepr::Inline { len, bytes } => {
+                let used = &bytes[..usize::from(*len)];
+                // SAFETY: `new` copied these bytes from a `&str` whole, so they are UTF-8.
+                unsafe { std::str::from_utf8_unchecked(used) }
+            }
+            TextRepr::Heap(text) => text,
+        }
+    }
+}
+
+impl Default for EventText {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl std::ops::Deref for EventText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for EventText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for EventText {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<String> for EventText {
+    fn from(text: String) -> Self {
+        if text.len() <= INLINE_TEXT {
+            Self::new(&text)
+        } else {
+            Self(TextRepr::Heap(text.into_boxed_str()))
+        }
+    }
+}
+
+impl PartialEq for EventText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for EventText {}
+
+impl PartialEq<str> for EventText {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for EventText {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for EventText {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl fmt::Debug for EventText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for EventText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenEvent {
     /// Text released by this event; empty while text is withheld (possible stop prefix,
     /// incomplete UTF-8).
-    pub text: String,
+    pub text: EventText,
     /// The token pushed; None for a closing event that carries no token.
     pub token: Option<u32>,
     pub logprob: Option<f32>,
@@ -146,6 +262,21 @@ pub fn bytes_to_gb(bytes: u64) -> f64 {
 
 impl StreamStats {
     /// The statistics as bindings show them: times in seconds, peak memory in GB.
+    /// The values of `entries` as numbers, in the same order (NaN for one not known yet):
+    /// for bindings that hand statistics over in numeric arrays.
+    pub fn numbers(&self) -> [f64; 8] {
+        [
+            self.prompt_tokens as f64,
+            self.prompt_tps,
+            self.generation_tokens as f64,
+            self.generation_tps,
+            self.time_to_first_token_s.unwrap_or(f64::NAN),
+            self.elapsed_s,
+            bytes_to_gb(self.peak_memory_bytes),
+            self.incomplete_bytes_dropped as f64,
+        ]
+    }
+
     pub fn entries(&self) -> [(&'static str, StatValue); 8] {
         let values = [
             StatValue::Count(self.prompt_tokens),
@@ -168,6 +299,29 @@ impl StreamStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_numbers_are_the_entries_in_their_order() {
+        let stats = StreamStats {
+            prompt_tokens: 3,
+            prompt_tps: 1.5,
+            generation_tokens: 7,
+            generation_tps: 2.5,
+            time_to_first_token_s: None,
+            elapsed_s: 4.0,
+            peak_memory_bytes: 2_000_000_000,
+            incomplete_bytes_dropped: 1,
+        };
+        let numbers = stats.numbers();
+        for (number, (_, value)) in numbers.iter().zip(stats.entries()) {
+            let expected = match value {
+                StatValue::Count(n) => n as f64,
+                StatValue::Number(x) => x,
+                StatValue::MaybeNumber(x) => x.unwrap_or(f64::NAN),
+            };
+            assert!(number == &expected || (number.is_nan() && expected.is_nan()));
+        }
+    }
 
     #[test]
     fn finish_reasons_round_trip_through_text() {
@@ -206,5 +360,32 @@ mod tests {
         assert_eq!(entries[2].1, StatValue::Count(5));
         assert_eq!(entries[4].1, StatValue::MaybeNumber(None));
         assert_eq!(entries[6].1, StatValue::Number(2.5));
+    }
+}
+
+#[cfg(test)]
+mod event_text_tests {
+    use super::EventText;
+
+    #[test]
+    fn short_and_long_texts_read_back_whole() {
+        for text in [
+            "",
+            "a",
+            " hello",
+            "🙂🚀 東京",
+            &"x".repeat(22),
+            &"y".repeat(23),
+            &"é".repeat(40),
+        ] {
+            let held = EventText::new(text);
+            assert_eq!(held.as_str(), text);
+            assert_eq!(EventText::from(text.to_owned()), held);
+            assert_eq!(format!("{held:?}"), format!("{text:?}"));
+        }
+        assert_eq!(
+            std::mem::size_of::<EventText>(),
+            std::mem::size_of::<String>()
+        );
     }
 }

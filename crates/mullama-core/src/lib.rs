@@ -20,7 +20,7 @@ pub mod tokenizer;
 pub use config::StreamConfig;
 pub use detokenizer::{IncrementalDecoder, PieceTable, TokenPieces};
 pub use error::CoreError;
-pub use event::{FinishReason, StatValue, StreamStats, TokenEvent, STAT_NAMES};
+pub use event::{EventText, FinishReason, StatValue, StreamStats, TokenEvent, STAT_NAMES};
 pub use gguf::{GgufMetadata, GgufValue};
 pub use logits::LogitSummary;
 pub use reader::{Read, StreamReader};

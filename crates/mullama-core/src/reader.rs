@@ -181,6 +181,15 @@ impl StreamReader {
         state.settle_batch(batch)
     }
 
+    /// See `TokenConsumer::release_handed_out`; nothing while events of the last batch are
+    /// still waiting here.
+    pub fn release_handed_out(&self) {
+        let state = lock(&self.state);
+        if state.ready.len() == 0 {
+            self.consumer.release_handed_out();
+        }
+    }
+
     /// `try_read_batch`, but when nothing is ready it first polls the channel for up to
     /// `spin` (at most SPIN_FOR): a running producer's next event is microseconds away, and
     /// catching it saves the waker's round trip through the caller's event loop, which

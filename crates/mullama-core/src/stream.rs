@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crate::config::StreamConfig;
 use crate::detokenizer::{IncrementalDecoder, TokenPieces};
 use crate::error::{CoreError, Result};
-use crate::event::{FinishReason, StreamStats, TokenEvent};
+use crate::event::{EventText, FinishReason, StreamStats, TokenEvent};
 use crate::signal::RoomSignal;
 use crate::stop::StopScanner;
 
@@ -62,6 +62,7 @@ pub fn token_stream(
             decoder: IncrementalDecoder::new(),
             scanner: StopScanner::new(&config.stop_sequences, config.include_stop),
             decoded: String::new(),
+            released: String::new(),
             shown_any: false,
         }),
     };
@@ -254,7 +255,11 @@ impl Shared {
 
     /// Counts a generated token; returns how many have been generated.
     fn record_token(&self, now: Instant) -> usize {
-        let at = self.nanos_since_creation(now);
+        self.record_token_at(self.nanos_since_creation(now))
+    }
+
+    /// `record_token` at `at` ns since creation (a batch of pushes reads the clock once).
+    fn record_token_at(&self, at: u64) -> usize {
         let counters = &self.counters;
         let _ = counters.first_token_ns.compare_exchange(
             u64::MAX,
@@ -266,10 +271,13 @@ impl Shared {
     }
 
     fn stats_at(&self, now: Instant) -> StreamStats {
+        self.stats_at_ns(self.nanos_since_creation(now))
+    }
+
+    /// `stats_at` at `now_ns` ns since creation.
+    fn stats_at_ns(&self, now_ns: u64) -> StreamStats {
         let counters = &self.counters;
-        let now_ns = self
-            .nanos_since_creation(now)
-            .min(counters.ended_ns.load(Ordering::Relaxed));
+        let now_ns = now_ns.min(counters.ended_ns.load(Ordering::Relaxed));
         let elapsed_s = now_ns as f64 / NANOS_PER_SECOND;
         let prompt_tokens = counters.prompt_tokens.load(Ordering::Relaxed);
         let generation_tokens = counters.generation_tokens.load(Ordering::Relaxed);
@@ -435,7 +443,12 @@ impl Shared {
         if let Some(reason) = channel.end {
             return PushOutcome::Stop(reason);
         }
-        channel.events.extend(events);
+        if channel.events.is_empty() {
+            // A Vec becomes a VecDeque in place: the events are not moved again.
+            channel.events = VecDeque::from(events);
+        } else {
+            channel.events.extend(events);
+        }
         self.announce(channel, terminal)
     }
 }
@@ -446,6 +459,8 @@ struct ProducerWork {
     scanner: StopScanner,
     /// Reused scratch for the decoder's output.
     decoded: String,
+    /// Reused scratch for the text an event releases (copied into the event).
+    released: String,
     /// Whether a token that is not skipped has been pushed: until then tokens take their
     /// leading piece (`TokenPieces::leading_piece`).
     shown_any: bool,
@@ -505,7 +520,8 @@ impl TokenProducer {
         if let Some(reason) = self.shared.stop_reason(now) {
             return Ok(PushOutcome::Stop(reason));
         }
-        match self.event_for(&mut work, token, logprob, top_logprobs, now) {
+        let now_ns = self.shared.nanos_since_creation(now);
+        match self.event_for(&mut work, token, logprob, top_logprobs, now_ns) {
             Ok((event, terminal)) => Ok(self.shared.send(event, terminal, now)),
             Err(message) => {
                 self.fail(message.clone());
@@ -527,11 +543,12 @@ impl TokenProducer {
             return Ok((0, PushOutcome::Stop(reason)));
         }
         let room = self.room().min(ids.len());
+        let now_ns = self.shared.nanos_since_creation(now);
         let mut events = Vec::with_capacity(room);
         let mut terminal = None;
         let mut failure = None;
         for &token in &ids[..room] {
-            match self.event_for(&mut work, token, None, Vec::new(), now) {
+            match self.event_for(&mut work, token, None, Vec::new(), now_ns) {
                 Ok((event, end)) => {
                     events.push(event);
                     if end.is_some() {
@@ -558,13 +575,14 @@ impl TokenProducer {
 
     /// Detokenizes `token` and scans stops: its event, and the reason when it ends the
     /// stream. Err(message) for an id outside the vocabulary (the caller fails the stream).
+    /// `now_ns`: the push's clock reading, in ns since the stream was created.
     fn event_for(
         &self,
         work: &mut ProducerWork,
         token: u32,
         logprob: Option<f32>,
         top_logprobs: Vec<(u32, f32)>,
-        now: Instant,
+        now_ns: u64,
     ) -> std::result::Result<(TokenEvent, Option<FinishReason>), String> {
         let piece = if work.shown_any {
             self.pieces.piece(token)
@@ -577,7 +595,7 @@ impl TokenProducer {
                 self.pieces.vocab_size()
             ));
         };
-        let generated = self.shared.record_token(now);
+        let generated = self.shared.record_token_at(now_ns);
 
         work.shown_any |= !self.pieces.is_skipped(token);
         work.decoded.clear();
@@ -588,8 +606,8 @@ impl TokenProducer {
         } else if !self.pieces.is_skipped(token) {
             work.decoder.push(piece, &mut work.decoded);
         }
-        // Sized up front: one allocation per event at most, no growth.
-        let mut text = String::with_capacity(work.decoded.len() + work.scanner.withheld_len());
+        let mut text = std::mem::take(&mut work.released);
+        text.clear();
         let mut matched = work.scanner.push(&work.decoded, &mut text);
         let terminal = if matched.is_some() {
             Some(FinishReason::Stop)
@@ -603,12 +621,14 @@ impl TokenProducer {
         } else {
             None
         };
+        let released = EventText::new(&text);
+        work.released = text;
         let event = TokenEvent {
-            text,
+            text: released,
             token: Some(token),
             logprob,
             top_logprobs,
-            stats: self.shared.stats_at(now),
+            stats: self.shared.stats_at_ns(now_ns),
             finish_reason: terminal,
             stop_sequence: matched.map(|index| self.stops[index].clone()),
         };
@@ -639,7 +659,7 @@ impl TokenProducer {
             reason
         };
         let event = TokenEvent {
-            text,
+            text: text.into(),
             token,
             logprob: None,
             top_logprobs: Vec::new(),
@@ -859,6 +879,26 @@ impl TokenConsumer {
         self.shared.stats_at(Instant::now())
     }
 
+    /// Says every event of the last batch read was handed out: their room is free now rather
+    /// than at the next read, so a producer on the reader's own thread (which pushes only
+    /// between reads) can fill the whole buffer before that read.
+    pub fn release_handed_out(&self) {
+        let shared = &*self.shared;
+        let mut channel = lock(&shared.channel);
+        let was_full = shared.is_full(&channel);
+        if std::mem::take(&mut channel.consumer_held) == 0 {
+            return;
+        }
+        if channel.writers_waiting > 0 {
+            shared.writable.notify_one();
+        }
+        if was_full && !shared.is_full(&channel) {
+            if let Some(signal) = &channel.room_signal {
+                signal.notify();
+            }
+        }
+    }
+
     /// Time left until the stream's deadline (zero once passed); None without a deadline.
     /// Async facades use it to wake themselves for the timeout, since a stalled producer
     /// never calls the waker.
@@ -957,6 +997,11 @@ fn pop_one(events: &mut VecDeque<TokenEvent>) -> (TokenEvent, usize) {
 /// Takes up to `max` events; all but the first (handed out at once) count as held.
 fn drain(events: &mut VecDeque<TokenEvent>, max: usize) -> (Vec<TokenEvent>, usize) {
     let count = events.len().min(max.max(1));
+    if count == events.len() {
+        // Taking all of them: the buffer changes hands (no move of the events where it
+        // starts at the front, as one made from a Vec does).
+        return (Vec::from(std::mem::take(events)), count - 1);
+    }
     (events.drain(..count).collect(), count - 1)
 }
 

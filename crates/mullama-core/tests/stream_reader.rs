@@ -195,7 +195,7 @@ fn push_ids_in_order_feeds_the_whole_table_then_stops() {
 fn events_of(reader: &StreamReader) -> (Vec<String>, Option<FinishReason>, Option<String>) {
     let mut texts = Vec::new();
     while let Ok(Some(event)) = reader.read() {
-        texts.push(event.text);
+        texts.push(event.text.to_string());
     }
     (texts, reader.finish_reason(), reader.stop_sequence())
 }

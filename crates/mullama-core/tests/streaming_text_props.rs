@@ -309,7 +309,7 @@ fn drain(consumer: &TokenConsumer) -> Vec<(String, Option<FinishReason>, Option<
         ..
     }) = consumer.next().unwrap()
     {
-        events.push((text, finish_reason, stop_sequence));
+        events.push((text.to_string(), finish_reason, stop_sequence));
     }
     events
 }

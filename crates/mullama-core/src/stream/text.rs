@@ -81,7 +81,7 @@ impl TextProducer {
             None
         };
         let event = TokenEvent {
-            text,
+            text: text.into(),
             token: None,
             logprob: None,
             top_logprobs: Vec::new(),
