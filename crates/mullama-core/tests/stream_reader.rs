@@ -139,6 +139,47 @@ fn a_batch_read_takes_one_channel_batch_and_keeps_its_room() {
 }
 
 #[test]
+fn releasing_a_handed_out_batch_frees_its_room_before_the_next_read() {
+    let (producer, reader) = open(&["a", "b", "c", "d"], |c| c.buffer_size = 3);
+    assert_eq!(producer.push_available(&[0, 1, 2]).unwrap().0, 3);
+    let Ok(Batch::Events(events)) = reader.try_read_batch() else {
+        panic!("three events were ready");
+    };
+    assert_eq!(producer.room(), 1, "held until released or read");
+    reader.release_handed_out();
+    assert_eq!(
+        producer.room(),
+        3,
+        "a producer on the reader's thread may fill it all"
+    );
+    drop(events);
+    assert_eq!(producer.push_available(&[3, 0, 1]).unwrap().0, 3);
+    let Ok(Batch::Events(events)) = reader.try_read_batch() else {
+        panic!("a whole buffer was ready");
+    };
+    assert_eq!(events.len(), 3);
+    assert_eq!(producer.room(), 1);
+}
+
+#[test]
+fn release_waits_while_the_reader_still_holds_events_of_its_batch() {
+    let (producer, reader) = open(&["a", "b", "c"], |c| c.buffer_size = 3);
+    for id in 0..3 {
+        producer.push(id, None, Vec::new()).unwrap();
+    }
+    assert!(
+        matches!(reader.try_read(), Ok(Read::Event(_))),
+        "one of three handed out"
+    );
+    reader.release_handed_out();
+    assert_eq!(
+        producer.room(),
+        1,
+        "two events of the batch still wait in the reader"
+    );
+}
+
+#[test]
 fn a_spinning_batch_read_catches_a_running_producer_or_arms_the_waker() {
     let (producer, reader) = open(&["a"], |c| c.buffer_size = 8);
     let calls = Arc::new(AtomicUsize::new(0));
