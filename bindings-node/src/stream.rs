@@ -87,7 +87,9 @@ impl BatchText {
         if self.ascii {
             env.create_string_latin1(self.text.as_bytes())
         } else {
-            env.create_string(&self.text)
+            // In one pass here: V8's UTF-8 path walks the text twice (length, then decode).
+            let units: Vec<u16> = self.text.encode_utf16().collect();
+            env.create_string_utf16(&units)
         }
     }
 }
