@@ -142,13 +142,14 @@ test('each event carries the statistics at that point, as Python tokens do', asy
 });
 
 test('a batch larger than one read is handed out whole, in order', async () => {
-  // 64 events per read at most; 1000 one-byte pieces with bufferSize 1000 take many reads.
-  const pieces = Array.from({ length: 1000 }, (_, i) => String.fromCharCode(97 + (i % 26)));
+  // 64 events per read at most; 3000 one-byte pieces with bufferSize 1000 take many reads,
+  // more than one array of copied statistics holds (16 full reads).
+  const pieces = Array.from({ length: 3000 }, (_, i) => String.fromCharCode(97 + (i % 26)));
   const events = await readAll(streamFromPieces(pieces, { bufferSize: 1000, maxTokens: 5000 }));
   assert.equal(events.map((e) => e.text).join(''), pieces.join(''));
-  assert.deepEqual(events.slice(0, 1000).map((e) => e.id), pieces.map((_, i) => i));
+  assert.deepEqual(events.slice(0, 3000).map((e) => e.id), pieces.map((_, i) => i));
   // Each event keeps its own statistics after later reads overwrote the read columns.
-  assert.deepEqual(events.slice(0, 1000).map((e) => e.generationTokens), pieces.map((_, i) => i + 1));
+  assert.deepEqual(events.slice(0, 3000).map((e) => e.generationTokens), pieces.map((_, i) => i + 1));
 });
 
 test('a piece that is neither text nor bytes is a TypeError naming it', () => {
