@@ -12,7 +12,7 @@
 // 300k-entry vocabulary; a model's tokenizer is built once instead): that setup is timed on
 // its own and shown, with the ratio it gives when counted in.
 //
-//   node benchmarks/bench_node_stream.js [--tokens 300000] [--repeats 5] [--also DIR]
+//   node benchmarks/bench_node_stream.js [--tokens 300000] [--repeats 10] [--also DIR]
 // --also DIR measures a second build of the package (e.g. a checkout of an older commit, built)
 // in the same run, for before/after ratios.
 // (build the addon first: cd bindings-node && npx napi build --platform --release ...)
@@ -116,7 +116,7 @@ const fmt = (x, width) => Math.round(x).toLocaleString('en').padStart(width);
 
 async function main() {
   const tokens = Number(argument('tokens', 300_000));
-  const repeats = Number(argument('repeats', 5));
+  const repeats = Number(argument('repeats', 10));
   const also = argument('also', null);
   const loadBefore = os.loadavg()[0].toFixed(1);
   if (also !== null) PACKAGES.push([`also: ${also}`, path.resolve(also)]);
