@@ -348,6 +348,8 @@ class LlamaCppEngine(Engine):
         """The resident sequences, by seq id."""
         self._clock = 0
         self._batch = _Batch(lib, n_batch)
+        self._logit_rows: dict[int, np.ndarray] = {}
+        """Views of logits rows, by address (see `_logits_row`)."""
         self._stop_check: Callable[[], bool] | None = None
 
         def abort_requested(_data: Any) -> bool:
@@ -633,11 +635,28 @@ class LlamaCppEngine(Engine):
                 outputs.append(out)
             return _Done(outputs)
 
+    def _logits_row(self, index: int) -> np.ndarray:
+        """The logits of batch row `index` as an array over llama.cpp's buffer. A view per
+        address is kept: building one costs more than the rest of sampling a greedy token,
+        and the rows stay where they are from step to step (a row at an address seen before
+        is that address's n_vocab floats, whatever buffer holds them now)."""
+        pointer = self._lib.llama_get_logits_ith(self._ctx, index)
+        address = ctypes.cast(pointer, ctypes.c_void_p).value
+        if not address:
+            raise GenerationError(f"llama.cpp has no logits for batch row {index}{_last_log()}")
+        row = self._logit_rows.get(address)
+        if row is None:
+            if len(self._logit_rows) >= 4 * (self._max_sequences + 1):
+                self._logit_rows.clear()  # the output buffer moved: forget the old rows
+            row = np.ctypeslib.as_array(pointer, (self._n_vocab,))
+            self._logit_rows[address] = row
+        return row
+
     def _sample(self, seq: LlamaCppSequence, index: int, top_n: int) -> StepOutput:
         lib = self._lib
         sampler = seq.sampler
         assert sampler is not None
-        raw = np.ctypeslib.as_array(lib.llama_get_logits_ith(self._ctx, index), (self._n_vocab,))
+        raw = self._logits_row(index)
         summary = None
         if sampler.penalty is None and sampler.chain is None:
             logits = raw
@@ -718,6 +737,7 @@ class LlamaCppEngine(Engine):
                 seq.closed = True
                 self._drop_sampler(seq)
             if self._ctx is not None:
+                getattr(self, "_logit_rows", {}).clear()  # views into the context's memory
                 lib.llama_free(self._ctx)
                 self._ctx = None
             if self._model is not None:
@@ -763,6 +783,11 @@ class _Batch:
         n = len(rows)
         if n > self.capacity:
             raise ValueError(f"{n} tokens do not fit a batch of {self.capacity}")
+        if n == 1:
+            # A decode step of one sequence: four scalar stores cost less than the slices.
+            self.token[0], self.seq[0], self.pos[0], self.want[0] = rows[0]
+            self.struct.n_tokens = 1
+            return
         tokens, seqs, positions, wants = zip(*rows, strict=True)
         self.token[:n] = tokens
         self.seq[:n] = seqs
