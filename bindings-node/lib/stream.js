@@ -25,8 +25,9 @@ const COL_TOP_AT = 3;
 const COL_TOP_COUNT = 4;
 const COL_STATS = 5;
 const NO_ALTERNATIVES = Object.freeze([]);
-// Reads' rows are copied into a shared array, a new one each STATS_POOL numbers (16 full
-// reads): an array allocated per read cost ~8% of a stream's throughput.
+// Reads' rows are copied into a shared array rather than an array per read (which cost a few
+// percent of a fast stream's throughput). Each new array is twice the last, up to
+// STATS_POOL numbers (16 full reads), so a short stream holds little.
 const STATS_POOL = 16 * 64 * STRIDE;
 
 function present(x) {
@@ -193,7 +194,8 @@ class TokenStream {
     const rows = this.#count * STRIDE;
     if (rows > 0) {
       if (this.#stats === null || this.#statsUsed + rows > this.#stats.length) {
-        this.#stats = new Float64Array(Math.max(STATS_POOL, rows));
+        const grown = this.#stats === null ? 4 * rows : 2 * this.#stats.length;
+        this.#stats = new Float64Array(Math.max(rows, Math.min(STATS_POOL, grown)));
         this.#statsUsed = 0;
       }
       this.#stats.set(columns.subarray(HEADER, HEADER + rows), this.#statsUsed);

@@ -261,7 +261,6 @@ pub fn bytes_to_gb(bytes: u64) -> f64 {
 }
 
 impl StreamStats {
-    /// The statistics as bindings show them: times in seconds, peak memory in GB.
     /// The values of `entries` as numbers, in the same order (NaN for one not known yet):
     /// for bindings that hand statistics over in numeric arrays.
     pub fn numbers(&self) -> [f64; 8] {
@@ -277,6 +276,7 @@ impl StreamStats {
         ]
     }
 
+    /// The statistics as bindings show them: times in seconds, peak memory in GB.
     pub fn entries(&self) -> [(&'static str, StatValue); 8] {
         let values = [
             StatValue::Count(self.prompt_tokens),
