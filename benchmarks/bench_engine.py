@@ -11,7 +11,8 @@ Greedy decoding of one short chat prompt, the contenders alternating over severa
    `Llama.create_completion(stream=True)` on the same GGUF file, prompt ids, greedy settings and
    thread count (the core must add nothing measurable), in several fresh processes of
    alternating rounds, with the time between two forward passes (what each stack does per
-   token outside llama.cpp) beside the rates; and mullama with `engine="auto"` vs
+   token outside llama.cpp) and the first token's wait outside its forward passes beside the
+   rates; and mullama with `engine="auto"` vs
    `engine="mlx"` (what auto buys on this host);
 1. mullama on MLX: `Context.generate_stream` vs mlx-lm's `stream_generate` (given an HF tokenizer
    built here from the GGUF metadata, with mlx-lm's BPE streaming detokenizer, which is what
@@ -339,6 +340,7 @@ def compare_generation(args: argparse.Namespace, model: Any, prompt: list[int]) 
             "contender",
             "tokens",
             "TTFT ms",
+            "of it outside forward ms",
             "decode tok/s",
             "CPU ms/token",
             "ours/theirs tok/s",
@@ -415,6 +417,14 @@ class DecodeGaps:
 
         llama_cpp.llama_decode = low.llama_decode = timed
 
+    def first_token_outside_ms(self, began: float, ttft_s: float) -> float:
+        """The first token's wait outside the forward passes that produced it, in ms: the
+        prompt's tokenization, set-up and the trip to the consumer (what the core could add
+        to TTFT, apart from the prefill's own process-to-process spread)."""
+        arrived = began + ttft_s
+        inside = sum(end - start for start, end in self.spans if end <= arrived)
+        return (ttft_s - inside) * 1000
+
     def per_token_ms(self) -> float:
         """Median gap between decode calls after the first token's, in ms."""
         spans = self.spans[1:]
@@ -456,9 +466,11 @@ def worker_pair(options: dict[str, Any]) -> dict[str, Any]:
     for i in range(options["rounds"]):
         row: dict[str, Any] = {}
         for name in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
+            began = time.perf_counter()
             result = sides[name]()
             row[name] = {
                 "ttft_s": result.ttft_s,
+                "outside_ms": gaps.first_token_outside_ms(began, result.ttft_s),
                 "decode_tps": result.decode_tps,
                 "cpu_ms_per_token": result.cpu_ms_per_token,
                 "gap_ms": gaps.per_token_ms(),
@@ -478,7 +490,7 @@ def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
     # 1. mullama on llama.cpp vs create_completion, in fresh processes.
     per_process = max(1, args.pair_rounds // args.processes)
     rounds: list[dict[str, Any]] = []
-    by_process: list[float] = []
+    by_process: list[tuple[float, float]] = []
     version = "?"
     for _ in range(args.processes):
         answer = run_worker(
@@ -489,8 +501,9 @@ def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
             return
         rounds.extend(answer["rounds"])
         by_process.append(
-            statistics.median(
-                r["ours"]["decode_tps"] / r["theirs"]["decode_tps"] for r in answer["rounds"]
+            tuple(
+                statistics.median(r["ours"][key] / r["theirs"][key] for r in answer["rounds"])
+                for key in ("decode_tps", "ttft_s")
             )
         )
         version = answer["version"]
@@ -531,6 +544,7 @@ def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
             f"{len(rounds)}",
             f"{rounds[-1][side]['tokens']}",
             f"{med(side, 'ttft_s') * 1000:.0f}",
+            f"{med(side, 'outside_ms'):.2f}",
             f"{med(side, 'decode_tps'):.1f}",
             f"{med(side, 'cpu_ms_per_token'):.1f}",
             f"{med(side, 'gap_ms'):.3f}",
@@ -546,6 +560,7 @@ def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
             f"{len(c.runs)}",
             f"{len(c.runs[-1].tokens)}",
             f"{c.median(lambda r: r.ttft_s) * 1000:.0f}",
+            "",
             f"{c.median(lambda r: r.decode_tps):.1f}",
             f"{c.median(lambda r: r.cpu_ms_per_token):.1f}",
             "",
@@ -561,6 +576,7 @@ def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
             "rounds",
             "tokens",
             "TTFT ms",
+            "of it outside forward ms",
             "decode tok/s",
             "CPU ms/token",
             "ms between forward passes",
@@ -579,8 +595,14 @@ def compare_engines(args: argparse.Namespace, prompt: list[int]) -> None:
     )
     print(
         "decode tok/s ratio by process (median of its rounds): "
-        + ", ".join(f"{x:.3f}" for x in by_process)
+        + ", ".join(f"{tps:.3f}" for tps, _ in by_process)
         + f"; ratio of the medians {med('ours', 'decode_tps') / med('theirs', 'decode_tps'):.3f}"
+    )
+    print(
+        "TTFT ratio by process: "
+        + ", ".join(f"{ttft:.3f}" for _, ttft in by_process)
+        + f"; outside the forward passes mullama {med('ours', 'outside_ms'):.2f} ms, "
+        f"create_completion {med('theirs', 'outside_ms'):.2f} ms of the first token's wait"
     )
 
     def ratio(a: Contender, b: Contender, key: Callable[[Run], float]) -> float:
@@ -1011,7 +1033,7 @@ def parse_args() -> argparse.Namespace:
         help="paired rounds of mullama llama.cpp vs create_completion (default 24, quick 4)",
     )
     parser.add_argument(
-        "--processes", type=int, default=None, help="fresh processes the pair runs in (3, quick 1)"
+        "--processes", type=int, default=None, help="fresh processes the pair runs in (6, quick 1)"
     )
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--no-llama", action="store_true", help="skip llama-cpp-python")
@@ -1027,7 +1049,7 @@ def parse_args() -> argparse.Namespace:
     args.rounds = args.rounds or (2 if quick else 3)
     args.max_tokens = args.max_tokens or (12 if quick else 32)
     args.pair_rounds = args.pair_rounds or (4 if quick else 24)
-    args.processes = args.processes or (1 if quick else 3)
+    args.processes = args.processes or (1 if quick else 6)
     args.fake_tokens = 300 if quick else 1000
     args.overhead_rounds = 3 if quick else 5
     args.profile_steps = 2 if quick else 5
