@@ -340,7 +340,6 @@ def compare_generation(args: argparse.Namespace, model: Any, prompt: list[int]) 
             "contender",
             "tokens",
             "TTFT ms",
-            "of it outside forward ms",
             "decode tok/s",
             "CPU ms/token",
             "ours/theirs tok/s",
